@@ -1,0 +1,114 @@
+"""The only door to AWS: what the executor may ask of the source and destination accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from app.domain.principals import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    image_id: str
+    owner_id: str
+    state: str
+    root_device_type: str
+    snapshot_ids: tuple[str, ...]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    snapshot_id: str
+    encrypted: bool
+    kms_key_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_arn: str
+    key_manager: str  # "AWS" or "CUSTOMER"
+
+    @property
+    def is_aws_managed(self) -> bool:
+        return self.key_manager == "AWS"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One AWS modification that happened, for the audit trail."""
+
+    api: str
+    resource: str
+    principals: tuple[str, ...] = ()
+    request_id: str | None = None
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+class SourceAccount(Protocol):
+    """The account that owns the image and its keys."""
+
+    account_id: str
+
+    async def describe_image(self, image_id: str) -> ImageInfo | None: ...
+
+    async def launch_permissions(self, image_id: str) -> list[Principal]: ...
+
+    async def describe_snapshots(self, snapshot_ids: Sequence[str]) -> list[SnapshotInfo]: ...
+
+    async def describe_key(self, key_id: str) -> KeyInfo: ...
+
+    async def get_key_policy(self, key_arn: str) -> str: ...
+
+    async def put_key_policy(
+        self, key_arn: str, policy: str, principals: Sequence[str]
+    ) -> Change: ...
+
+    async def create_grant(
+        self, key_arn: str, grantee_account_id: str, name: str
+    ) -> tuple[str, Change]:
+        """Returns the grant ID; the same name and grantee give back the same grant."""
+        ...
+
+    async def retire_grant(self, key_arn: str, grant_id: str) -> Change | None: ...
+
+    async def add_snapshot_permission(
+        self, snapshot_id: str, account_ids: Sequence[str]
+    ) -> Change: ...
+
+    async def remove_snapshot_permission(
+        self, snapshot_id: str, account_ids: Sequence[str]
+    ) -> Change: ...
+
+    async def add_launch_permission(
+        self, image_id: str, principals: Sequence[Principal]
+    ) -> Change: ...
+
+    async def remove_launch_permission(
+        self, image_id: str, principals: Sequence[Principal]
+    ) -> Change: ...
+
+
+class DestinationAccount(Protocol):
+    """A destination account, seen through the destination role."""
+
+    account_id: str
+
+    async def can_see_image(self, image_id: str) -> bool: ...
+
+    async def can_use_key(self, key_arn: str) -> bool: ...
+
+
+class AwsGateway(Protocol):
+    async def own_account_id(self) -> str: ...
+
+    def source(
+        self, account_id: str, region: str
+    ) -> AbstractAsyncContextManager[SourceAccount]: ...
+
+    def destination(
+        self, account_id: str, region: str
+    ) -> AbstractAsyncContextManager[DestinationAccount]: ...

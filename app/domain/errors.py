@@ -1,0 +1,38 @@
+"""Stable error codes (DESIGN.md, "Errors") and the exceptions that carry them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobErrorCode(StrEnum):
+    IMAGE_NOT_FOUND = "ImageNotFound"
+    IMAGE_NOT_OWNED = "ImageNotOwned"
+    IMAGE_NOT_AVAILABLE = "ImageNotAvailable"
+    INSTANCE_STORE_NOT_SUPPORTED = "InstanceStoreNotSupported"
+    AWS_MANAGED_KEY = "AwsManagedKey"
+    KEY_POLICY_TOO_LARGE = "KeyPolicyTooLarge"
+    SOURCE_ACCESS_DENIED = "SourceAccessDenied"
+    SOURCE_ROLE_UNAVAILABLE = "SourceRoleUnavailable"
+    TOO_MANY_ATTEMPTS = "TooManyAttempts"
+    AWS_ERROR = "AwsError"
+    INTERNAL_ERROR = "InternalError"
+
+
+class TargetErrorCode(StrEnum):
+    INVALID_ACCOUNT_ID = "InvalidAccountId"
+    ACCESS_DENIED = "AccessDenied"
+    DESTINATION_ROLE_UNAVAILABLE = "DestinationRoleUnavailable"
+    NOT_VISIBLE_IN_DESTINATION = "NotVisibleInDestination"
+    THROTTLED = "Throttled"
+    COPY_FAILED = "CopyFailed"
+    AWS_ERROR = "AwsError"
+
+
+class JobFailedError(Exception):
+    """The whole job stops: nothing (more) is changed on AWS."""
+
+    def __init__(self, code: JobErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
