@@ -1,0 +1,432 @@
+"""The AwsGateway on aioboto3: real AWS, or moto / LocalStack behind `aws_endpoint_url`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
+
+import aioboto3
+from aiobotocore.config import AioConfig
+
+from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.gateway import (
+    Change,
+    DestinationAccount,
+    ImageInfo,
+    KeyInfo,
+    SnapshotInfo,
+    SourceAccount,
+)
+from app.aws.sessions import (
+    ROLE_SESSION_NAME,
+    AccountClients,
+    CallObserver,
+    CallRecorder,
+    Credentials,
+    client_config,
+    role_arn,
+)
+from app.config import Settings
+from app.domain.principals import Principal, account
+from app.domain.types import PrincipalType
+
+if TYPE_CHECKING:
+    from types_aiobotocore_ec2.type_defs import ImageTypeDef, LaunchPermissionTypeDef
+    from types_aiobotocore_kms.literals import GrantOperationType
+    from types_aiobotocore_sts import STSClient
+    from types_aiobotocore_sts.type_defs import AssumeRoleRequestTypeDef
+
+# AWS rejects more than 500 createVolumePermission modifications in one call (AWS.md).
+MAX_SNAPSHOT_PERMISSION_IDS = 500
+# DescribeSnapshots has no documented ID limit; small chunks keep each answer small.
+DESCRIBE_SNAPSHOTS_CHUNK = 100
+KEY_POLICY_NAME = "default"
+Operation = Literal["add", "remove"]
+# What a destination needs to launch and to copy from a snapshot encrypted with the key.
+GRANT_OPERATIONS: tuple[GrantOperationType, ...] = (
+    "Decrypt",
+    "DescribeKey",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "CreateGrant",
+)
+_LAUNCH_PERMISSION_FIELD = {
+    PrincipalType.ACCOUNT: "UserId",
+    PrincipalType.ORGANIZATION: "OrganizationArn",
+    PrincipalType.ORGANIZATIONAL_UNIT: "OrganizationalUnitArn",
+}
+
+
+class BotoAwsGateway:
+    """One aioboto3 session for every account; clients per account context, STS shared."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        source_role_name: str | None = None,
+        destination_role_name: str | None = None,
+        external_id: str | None = None,
+        default_region: str = "us-east-1",
+        config: AioConfig | None = None,
+        on_call: CallObserver | None = None,
+    ) -> None:
+        self._session = aioboto3.Session()
+        self._endpoint_url = endpoint_url
+        self._source_role_name = source_role_name
+        self._destination_role_name = destination_role_name
+        self._external_id = external_id
+        self._default_region = default_region
+        self._config = config or client_config()
+        self._calls = CallRecorder(on_call)
+        self._sts_clients = AccountClients(
+            self._session,
+            region=default_region,
+            endpoint_url=endpoint_url,
+            config=self._config,
+            credentials=None,
+        )
+        self._own_account_id: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, on_call: CallObserver | None = None
+    ) -> BotoAwsGateway:
+        return cls(
+            endpoint_url=settings.aws_endpoint_url,
+            source_role_name=settings.source_role_name,
+            destination_role_name=settings.destination_role_name,
+            external_id=settings.external_id,
+            default_region=settings.aws_default_region,
+            on_call=on_call,
+        )
+
+    async def own_account_id(self) -> str:
+        if self._own_account_id is None:
+            sts = await self._sts()
+            with self._calls.call("sts:GetCallerIdentity"):
+                identity = await sts.get_caller_identity()
+            self._own_account_id = identity["Account"]
+        return self._own_account_id
+
+    @asynccontextmanager
+    async def source(self, account_id: str, region: str) -> AsyncIterator[SourceAccount]:
+        credentials = None
+        if self._source_role_name:
+            credentials = await self._assume_role(account_id, self._source_role_name)
+        # Without a source role the service's own credentials act; the caller checks ownership.
+        async with self._clients(region, credentials) as clients:
+            yield BotoSourceAccount(account_id, clients, self._calls)
+
+    @asynccontextmanager
+    async def destination(self, account_id: str, region: str) -> AsyncIterator[DestinationAccount]:
+        if not self._destination_role_name:
+            raise ValueError("AMISHARE_DESTINATION_ROLE_NAME is not set")
+        credentials = await self._assume_role(account_id, self._destination_role_name)
+        async with self._clients(region, credentials) as clients:
+            yield BotoDestinationAccount(account_id, clients, self._calls)
+
+    async def aclose(self) -> None:
+        """Closes the shared STS client; account clients close with their contexts."""
+        await self._sts_clients.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _clients(self, region: str, credentials: Credentials | None) -> AccountClients:
+        return AccountClients(
+            self._session,
+            region=region,
+            endpoint_url=self._endpoint_url,
+            config=self._config,
+            credentials=credentials,
+        )
+
+    async def _sts(self) -> STSClient:
+        # One STS client for the gateway's life: up to 1,000 AssumeRoles per job reuse its pool.
+        return await self._sts_clients.sts()
+
+    async def _assume_role(self, account_id: str, role_name: str) -> Credentials:
+        """Credentials of `role_name` in `account_id`, always assumed from the service's own."""
+        request: AssumeRoleRequestTypeDef = {
+            "RoleArn": role_arn(account_id, role_name),
+            "RoleSessionName": ROLE_SESSION_NAME,
+        }
+        if self._external_id:
+            request["ExternalId"] = self._external_id
+        sts = await self._sts()
+        with self._calls.call("sts:AssumeRole"):
+            response = await sts.assume_role(**request)
+        issued = response["Credentials"]
+        return Credentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"])
+
+
+class BotoSourceAccount:
+    """The account that owns the image, its snapshots and their keys."""
+
+    def __init__(self, account_id: str, clients: AccountClients, calls: CallRecorder) -> None:
+        self.account_id = account_id
+        self._clients = clients
+        self._calls = calls
+
+    async def describe_image(self, image_id: str) -> ImageInfo | None:
+        """None when AWS does not know the image (not found, malformed or unavailable ID)."""
+        ec2 = await self._clients.ec2()
+        try:
+            with self._calls.call("ec2:DescribeImages"):
+                # Deprecated and disabled images are still ours: report them, not "not found".
+                response = await ec2.describe_images(
+                    ImageIds=[image_id], IncludeDeprecated=True, IncludeDisabled=True
+                )
+        except AwsCallError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        images = response.get("Images", [])
+        return image_info(images[0]) if images else None
+
+    async def launch_permissions(self, image_id: str) -> list[Principal]:
+        """Accounts, organizations and OUs; `Group: all` is not a destination and is left out."""
+        ec2 = await self._clients.ec2()
+        with self._calls.call("ec2:DescribeImageAttribute"):
+            response = await ec2.describe_image_attribute(
+                ImageId=image_id, Attribute="launchPermission"
+            )
+        found = (launch_principal(item) for item in response.get("LaunchPermissions", []))
+        return [principal for principal in found if principal is not None]
+
+    async def describe_snapshots(self, snapshot_ids: Sequence[str]) -> list[SnapshotInfo]:
+        ec2 = await self._clients.ec2()
+        unique = list(dict.fromkeys(snapshot_ids))
+        found: list[SnapshotInfo] = []
+        for start in range(0, len(unique), DESCRIBE_SNAPSHOTS_CHUNK):
+            chunk = unique[start : start + DESCRIBE_SNAPSHOTS_CHUNK]
+            with self._calls.call("ec2:DescribeSnapshots"):
+                response = await ec2.describe_snapshots(SnapshotIds=chunk)
+            found.extend(
+                SnapshotInfo(
+                    snapshot_id=snapshot["SnapshotId"],
+                    encrypted=bool(snapshot.get("Encrypted")),
+                    kms_key_id=snapshot.get("KmsKeyId"),
+                )
+                for snapshot in response.get("Snapshots", [])
+            )
+        return found
+
+    async def describe_key(self, key_id: str) -> KeyInfo:
+        kms = await self._clients.kms()
+        with self._calls.call("kms:DescribeKey"):
+            response = await kms.describe_key(KeyId=key_id)
+        metadata = response["KeyMetadata"]
+        return KeyInfo(key_arn=metadata["Arn"], key_manager=metadata.get("KeyManager", "CUSTOMER"))
+
+    async def get_key_policy(self, key_arn: str) -> str:
+        kms = await self._clients.kms()
+        with self._calls.call("kms:GetKeyPolicy"):
+            response = await kms.get_key_policy(KeyId=key_arn, PolicyName=KEY_POLICY_NAME)
+        return response["Policy"]
+
+    async def put_key_policy(self, key_arn: str, policy: str, principals: Sequence[str]) -> Change:
+        """Replaces the whole policy: the caller holds the key's lock (read-modify-write)."""
+        kms = await self._clients.kms()
+        with self._calls.call("kms:PutKeyPolicy"):
+            # The lockout safety check stays on: AWS refuses a policy that locks us out.
+            response = await kms.put_key_policy(
+                KeyId=key_arn, PolicyName=KEY_POLICY_NAME, Policy=policy
+            )
+        return Change(
+            api="kms:PutKeyPolicy",
+            resource=key_arn,
+            principals=tuple(principals),
+            request_id=request_id(response),
+        )
+
+    async def create_grant(
+        self, key_arn: str, grantee_account_id: str, name: str
+    ) -> tuple[str, Change]:
+        """Same name, grantee and operations: AWS answers with the existing grant's ID."""
+        kms = await self._clients.kms()
+        with self._calls.call("kms:CreateGrant"):
+            response = await kms.create_grant(
+                KeyId=key_arn,
+                GranteePrincipal=account(grantee_account_id).iam_root_arn,
+                Operations=list(GRANT_OPERATIONS),
+                Name=name,
+            )
+        grant_id = response["GrantId"]
+        change = Change(
+            api="kms:CreateGrant",
+            resource=key_arn,
+            principals=(grantee_account_id,),
+            request_id=request_id(response),
+            detail={"grant_id": grant_id, "name": name},
+        )
+        return grant_id, change
+
+    async def retire_grant(self, key_arn: str, grant_id: str) -> Change | None:
+        """Revokes the grant; None when it is already gone.
+
+        RevokeGrant, not RetireGrant: we act as the key owner, whose right to revoke comes from
+        the key policy, while RetireGrant depends on the grant's retiring principal or grantee.
+        """
+        kms = await self._clients.kms()
+        try:
+            with self._calls.call("kms:RevokeGrant"):
+                response = await kms.revoke_grant(KeyId=key_arn, GrantId=grant_id)
+        except AwsCallError as error:
+            if error.code == "NotFoundException":
+                return None
+            raise
+        return Change(
+            api="kms:RevokeGrant",
+            resource=key_arn,
+            request_id=request_id(response),
+            detail={"grant_id": grant_id},
+        )
+
+    async def add_snapshot_permission(self, snapshot_id: str, account_ids: Sequence[str]) -> Change:
+        """Adds createVolumePermission for 1 to 500 accounts (ValueError otherwise: chunk first)."""
+        return await self._modify_snapshot_permission(snapshot_id, account_ids, "add")
+
+    async def remove_snapshot_permission(
+        self, snapshot_id: str, account_ids: Sequence[str]
+    ) -> Change:
+        """Removes createVolumePermission for 1 to 500 accounts (ValueError otherwise)."""
+        return await self._modify_snapshot_permission(snapshot_id, account_ids, "remove")
+
+    async def add_launch_permission(self, image_id: str, principals: Sequence[Principal]) -> Change:
+        """Adds launch permission for accounts, organizations and OUs; never `Group: all`."""
+        return await self._modify_launch_permission(image_id, principals, "add")
+
+    async def remove_launch_permission(
+        self, image_id: str, principals: Sequence[Principal]
+    ) -> Change:
+        return await self._modify_launch_permission(image_id, principals, "remove")
+
+    async def _modify_snapshot_permission(
+        self, snapshot_id: str, account_ids: Sequence[str], operation: Operation
+    ) -> Change:
+        if not 0 < len(account_ids) <= MAX_SNAPSHOT_PERMISSION_IDS:
+            raise ValueError(
+                f"{len(account_ids)} account IDs: give 1 to {MAX_SNAPSHOT_PERMISSION_IDS} per call"
+            )
+        ec2 = await self._clients.ec2()
+        with self._calls.call("ec2:ModifySnapshotAttribute"):
+            # The OperationType + UserIds form: moto ignores the CreateVolumePermission form.
+            response = await ec2.modify_snapshot_attribute(
+                SnapshotId=snapshot_id,
+                Attribute="createVolumePermission",
+                OperationType=operation,
+                UserIds=list(account_ids),
+            )
+        return Change(
+            api="ec2:ModifySnapshotAttribute",
+            resource=snapshot_id,
+            principals=tuple(account_ids),
+            request_id=request_id(response),
+            detail={"operation": operation},
+        )
+
+    async def _modify_launch_permission(
+        self, image_id: str, principals: Sequence[Principal], operation: Operation
+    ) -> Change:
+        if not principals:
+            raise ValueError("no principals: nothing to change")
+        items = [launch_permission_item(principal) for principal in principals]
+        ec2 = await self._clients.ec2()
+        with self._calls.call("ec2:ModifyImageAttribute"):
+            response = await ec2.modify_image_attribute(
+                ImageId=image_id,
+                LaunchPermission={"Add": items} if operation == "add" else {"Remove": items},
+            )
+        return Change(
+            api="ec2:ModifyImageAttribute",
+            resource=image_id,
+            principals=tuple(principal.value for principal in principals),
+            request_id=request_id(response),
+            detail={"operation": operation},
+        )
+
+
+class BotoDestinationAccount:
+    """A destination account, seen through the destination role."""
+
+    def __init__(self, account_id: str, clients: AccountClients, calls: CallRecorder) -> None:
+        self.account_id = account_id
+        self._clients = clients
+        self._calls = calls
+
+    async def can_see_image(self, image_id: str) -> bool:
+        ec2 = await self._clients.ec2()
+        try:
+            with self._calls.call("ec2:DescribeImages"):
+                response = await ec2.describe_images(ImageIds=[image_id], IncludeDeprecated=True)
+        except AwsCallError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return False
+            raise
+        return any(image.get("ImageId") == image_id for image in response.get("Images", []))
+
+    async def can_use_key(self, key_arn: str) -> bool:
+        """DescribeKey by full ARN (cross-account needs it); denied or unknown means no."""
+        kms = await self._clients.kms()
+        try:
+            with self._calls.call("kms:DescribeKey"):
+                await kms.describe_key(KeyId=key_arn)
+        except AwsCallError as error:
+            if error.kind in (ErrorKind.ACCESS_DENIED, ErrorKind.NOT_FOUND):
+                return False
+            raise
+        return True
+
+
+def image_info(image: ImageTypeDef) -> ImageInfo:
+    mappings = image.get("BlockDeviceMappings", [])
+    return ImageInfo(
+        image_id=image["ImageId"],
+        owner_id=image.get("OwnerId", ""),
+        state=image.get("State", "unknown"),
+        root_device_type=image.get("RootDeviceType", "ebs"),
+        snapshot_ids=tuple(
+            snapshot_id
+            for mapping in mappings
+            if (snapshot_id := mapping.get("Ebs", {}).get("SnapshotId"))
+        ),
+        name=image.get("Name"),
+    )
+
+
+def launch_principal(item: LaunchPermissionTypeDef) -> Principal | None:
+    if "UserId" in item:
+        return account(item["UserId"])
+    if "OrganizationArn" in item:
+        return Principal(item["OrganizationArn"], PrincipalType.ORGANIZATION)
+    if "OrganizationalUnitArn" in item:
+        return Principal(item["OrganizationalUnitArn"], PrincipalType.ORGANIZATIONAL_UNIT)
+    return None  # Group: all (public) is never ours to report or to send.
+
+
+def launch_permission_item(principal: Principal) -> LaunchPermissionTypeDef:
+    # "all" would make the image public through a mislabelled principal: refuse it outright.
+    if principal.value.strip().lower() == "all":
+        raise ValueError("refusing to share an image publicly (principal 'all')")
+    return cast(
+        "LaunchPermissionTypeDef", {_LAUNCH_PERMISSION_FIELD[principal.type]: principal.value}
+    )
+
+
+def request_id(response: Any) -> str | None:
+    found: str | None = response.get("ResponseMetadata", {}).get("RequestId")
+    return found

@@ -1,0 +1,96 @@
+"""Queries on jobs and their targets, for the API."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Job, JobTarget
+from app.domain.types import TargetStatus
+
+Progress = Counter[TargetStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    status: str | None = None
+    action: str | None = None
+    image_id: str | None = None
+    account_id: str | None = None
+    label: tuple[str, str] | None = None
+
+
+class JobRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, job: Job, targets: Sequence[JobTarget]) -> None:
+        self.session.add(job)
+        await self.session.flush()
+        self.session.add_all(targets)
+        await self.session.flush()
+
+    async def get(self, job_id: str) -> Job | None:
+        result = await self.session.execute(select(Job).where(col(Job.id) == job_id))
+        return result.scalar_one_or_none()
+
+    async def find_by_idempotency_key(self, created_by: str, key: str) -> Job | None:
+        query = select(Job).where(
+            col(Job.created_by) == created_by, col(Job.idempotency_key) == key
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def newest_first(
+        self, filters: JobFilter, limit: int, before_seq: int | None
+    ) -> Sequence[Job]:
+        """A page of jobs; `before_seq` continues a previous page."""
+        query = select(Job).order_by(col(Job.seq).desc()).limit(limit)
+        if before_seq is not None:
+            query = query.where(col(Job.seq) < before_seq)
+        if filters.status:
+            query = query.where(col(Job.status) == filters.status)
+        if filters.action:
+            query = query.where(col(Job.action) == filters.action)
+        if filters.image_id:
+            query = query.where(col(Job.image_id) == filters.image_id)
+        if filters.account_id:
+            targeted = select(col(JobTarget.job_id)).where(
+                col(JobTarget.principal) == filters.account_id
+            )
+            query = query.where(col(Job.id).in_(targeted))
+        if filters.label:
+            key, value = filters.label
+            query = query.where(Job.__table__.c.labels[key].as_string() == value)  # type: ignore[attr-defined]
+        return (await self.session.execute(query)).scalars().all()
+
+    async def progress(self, job_ids: Sequence[str]) -> dict[str, Progress]:
+        """Target counts by status for each job, in one query."""
+        query = (
+            select(col(JobTarget.job_id), col(JobTarget.status), func.count())
+            .where(col(JobTarget.job_id).in_(job_ids))
+            .group_by(col(JobTarget.job_id), col(JobTarget.status))
+        )
+        counts: dict[str, Progress] = {job_id: Counter() for job_id in job_ids}
+        for job_id, status, count in (await self.session.execute(query)).all():
+            counts[job_id][TargetStatus(status)] = count
+        return counts
+
+    async def targets(
+        self, job_id: str, status: str | None, limit: int, after_position: int | None
+    ) -> Sequence[JobTarget]:
+        query = (
+            select(JobTarget)
+            .where(col(JobTarget.job_id) == job_id)
+            .order_by(col(JobTarget.position))
+            .limit(limit)
+        )
+        if status:
+            query = query.where(col(JobTarget.status) == status)
+        if after_position is not None:
+            query = query.where(col(JobTarget.position) > after_position)
+        return (await self.session.execute(query)).scalars().all()

@@ -1,0 +1,69 @@
+"""The share ledger: what is shared right now, kept by share and revoke jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Share
+
+
+@dataclass(frozen=True, slots=True)
+class ShareFilter:
+    image_id: str | None = None
+    region: str | None = None
+    principal: str | None = None
+
+
+class ShareLedger:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record(self, shares: Sequence[Share]) -> None:
+        """Add or refresh shares: one row per (image, region, principal)."""
+        if not shares:
+            return
+        await self.forget(shares[0].image_id, shares[0].region, [s.principal for s in shares])
+        self.session.add_all(shares)
+        await self.session.flush()
+
+    async def forget(self, image_id: str, region: str, principals: Sequence[str]) -> None:
+        await self.session.execute(
+            delete(Share).where(
+                col(Share.image_id) == image_id,
+                col(Share.region) == region,
+                col(Share.principal).in_(principals),
+            )
+        )
+
+    async def of_image(self, image_id: str, region: str) -> Sequence[Share]:
+        query = select(Share).where(col(Share.image_id) == image_id, col(Share.region) == region)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def of_principals_in_region(
+        self, region: str, principals: Sequence[str]
+    ) -> Sequence[Share]:
+        query = select(Share).where(
+            col(Share.region) == region, col(Share.principal).in_(principals)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def page(
+        self, filters: ShareFilter, limit: int, after: tuple[str, str, str] | None
+    ) -> Sequence[Share]:
+        """Ordered by (image, region, principal); `after` continues a previous page."""
+        order = (col(Share.image_id), col(Share.region), col(Share.principal))
+        query = select(Share).order_by(*order).limit(limit)
+        if after is not None:
+            query = query.where(tuple_(*order) > tuple_(*after))
+        if filters.image_id:
+            query = query.where(col(Share.image_id) == filters.image_id)
+        if filters.region:
+            query = query.where(col(Share.region) == filters.region)
+        if filters.principal:
+            query = query.where(col(Share.principal) == filters.principal)
+        return (await self.session.execute(query)).scalars().all()

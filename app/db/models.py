@@ -1,0 +1,126 @@
+"""The tables: job, job_target, share, job_event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, MetaData, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.db.types import UtcDateTime, utcnow
+
+# Named constraints so that Alembic migrations are stable on every backend.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+
+def _time(nullable: bool = False, **kwargs: Any) -> Any:
+    return Field(sa_type=UtcDateTime, nullable=nullable, **kwargs)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "job"
+    __table_args__ = (
+        UniqueConstraint("created_by", "idempotency_key", name="uq_job_idempotency"),
+        Index("ix_job_claim", "status", "lease_expires_at"),
+        Index("ix_job_image", "image_id", "region", "status"),
+    )
+
+    # `seq` orders jobs as they were accepted; `id` is what clients see.
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=40)
+    action: str = Field(max_length=16)
+    status: str = Field(max_length=24)
+    image_id: str = Field(max_length=32)
+    region: str = Field(max_length=32)
+    source_account_id: str = Field(max_length=12)
+    kms_access: str = Field(max_length=16)
+    share_snapshots: bool
+    verify: bool
+    copy_options: dict[str, Any] | None = Field(default=None, sa_column=Column("copy", JSON))
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: str = Field(max_length=128)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    request_hash: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _time(default_factory=utcnow)
+    updated_at: datetime = _time(default_factory=utcnow)
+    started_at: datetime | None = _time(nullable=True, default=None)
+    finished_at: datetime | None = _time(nullable=True, default=None)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = None
+    attempts: int = 0
+    worker_id: str | None = Field(default=None, max_length=128)
+    lease_expires_at: datetime | None = _time(nullable=True, default=None)
+    cancel_requested: bool = False
+    # Bumped by every change to the job or its targets: the ETag and the cheap 304.
+    version: int = 1
+
+
+class JobTarget(SQLModel, table=True):
+    __tablename__ = "job_target"
+    __table_args__ = (
+        UniqueConstraint("job_id", "principal", name="uq_job_target_principal"),
+        Index("ix_job_target_job_status", "job_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="job.id", max_length=40)
+    position: int
+    principal: str = Field(max_length=256)
+    principal_type: str = Field(max_length=24)
+    status: str = Field(max_length=16)
+    step: str = Field(max_length=24)
+    attempts: int = 0
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = None
+    note: str | None = None
+    copied_image_id: str | None = Field(default=None, max_length=32)
+    updated_at: datetime = _time(default_factory=utcnow)
+
+
+class Share(SQLModel, table=True):
+    """The ledger: one row per (image, region, principal) shared right now."""
+
+    __tablename__ = "share"
+    __table_args__ = (
+        UniqueConstraint("image_id", "region", "principal", name="uq_share_image_principal"),
+        Index("ix_share_principal", "principal"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    image_id: str = Field(max_length=32)
+    region: str = Field(max_length=32)
+    principal: str = Field(max_length=256)
+    principal_type: str = Field(max_length=24)
+    source_account_id: str = Field(max_length=12)
+    kms_access: str = Field(max_length=16)
+    kms_key_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    snapshot_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # key ARN -> grant ID, for `kms_access: grant`, so that a revoke retires exactly those.
+    grant_ids: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    job_id: str = Field(max_length=40)
+    shared_at: datetime = _time(default_factory=utcnow)
+
+
+class JobEvent(SQLModel, table=True):
+    """The audit trail: every AWS change the service made, and its outcome."""
+
+    __tablename__ = "job_event"
+    __table_args__ = (Index("ix_job_event_job", "job_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=40)
+    created_at: datetime = _time(default_factory=utcnow)
+    api: str = Field(max_length=64)
+    resource: str = Field(max_length=256)
+    principals: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    request_id: str | None = Field(default=None, max_length=128)
+    outcome: str = Field(max_length=64)
+    message: str | None = None

@@ -1,0 +1,133 @@
+"""The job queue: claim with a lease, heartbeat, release, finish.
+
+Every transition is guarded by `worker_id` and status, so that a worker whose lease ran out can
+never overwrite what the worker that took the job over has done.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlmodel import col
+
+from app.db.models import Job
+from app.db.types import utcnow
+from app.domain.types import JobStatus
+
+_UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+class JobQueue:
+    def __init__(self, session: AsyncSession, *, skip_locked: bool) -> None:
+        self.session = session
+        self.skip_locked = skip_locked
+
+    async def claim_next(self, worker_id: str, lease: timedelta) -> Job | None:
+        """Take the oldest runnable job, or one whose worker's lease ran out, in one statement.
+
+        A job waits while an earlier unfinished job on the same image and region exists, so that
+        jobs on one image run one at a time, in the order they were accepted.
+        """
+        now = utcnow()
+        earlier = aliased(Job)
+        candidate = (
+            select(col(Job.seq))
+            .where(
+                or_(
+                    col(Job.status) == JobStatus.QUEUED,
+                    and_(col(Job.status) == JobStatus.RUNNING, col(Job.lease_expires_at) < now),
+                ),
+                ~exists().where(
+                    col(earlier.image_id) == col(Job.image_id),
+                    col(earlier.region) == col(Job.region),
+                    col(earlier.status).in_(_UNFINISHED),
+                    or_(
+                        col(earlier.seq) < col(Job.seq),
+                        and_(
+                            col(earlier.status) == JobStatus.RUNNING,
+                            col(earlier.lease_expires_at) >= now,
+                        ),
+                    ),
+                    col(earlier.seq) != col(Job.seq),
+                ),
+            )
+            .order_by(col(Job.seq))
+            .limit(1)
+        )
+        if self.skip_locked:
+            candidate = candidate.with_for_update(skip_locked=True, of=Job)
+        statement = (
+            update(Job)
+            .where(col(Job.seq) == candidate.scalar_subquery())
+            .values(
+                status=JobStatus.RUNNING,
+                worker_id=worker_id,
+                lease_expires_at=now + lease,
+                attempts=col(Job.attempts) + 1,
+                started_at=func.coalesce(col(Job.started_at), now),
+                updated_at=now,
+                version=col(Job.version) + 1,
+            )
+            .returning(Job)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def renew_lease(self, job_id: str, worker_id: str, lease: timedelta) -> bool:
+        """False when the job is no longer this worker's: it must stop working on it."""
+        statement = (
+            update(Job)
+            .where(
+                col(Job.id) == job_id,
+                col(Job.worker_id) == worker_id,
+                col(Job.status) == JobStatus.RUNNING,
+            )
+            .values(lease_expires_at=utcnow() + lease)
+        )
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, job_id: str, worker_id: str) -> None:
+        """Hand the job back at once (graceful shutdown): the next claim resumes it."""
+        statement = (
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.worker_id) == worker_id)
+            .values(worker_id=None, lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        await self.session.execute(statement)
+
+    async def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        status: JobStatus,
+        error: tuple[str, str] | None = None,
+    ) -> bool:
+        now = utcnow()
+        statement = (
+            update(Job)
+            .where(
+                col(Job.id) == job_id,
+                col(Job.worker_id) == worker_id,
+                col(Job.status) == JobStatus.RUNNING,
+            )
+            .values(
+                status=status,
+                finished_at=now,
+                updated_at=now,
+                worker_id=None,
+                lease_expires_at=None,
+                error_code=error[0] if error else None,
+                error_message=error[1] if error else None,
+                version=col(Job.version) + 1,
+            )
+        )
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def depth(self) -> int:
+        query = select(func.count()).where(col(Job.status) == JobStatus.QUEUED)
+        return int((await self.session.execute(query)).scalar_one())

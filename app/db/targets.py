@@ -1,0 +1,94 @@
+"""Recording what happens to a job's targets: one statement for any number of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.db.models import Job, JobTarget
+from app.db.types import utcnow
+from app.domain.types import JobStatus, Step, TargetStatus
+
+_UNFINISHED = (TargetStatus.PENDING.value, TargetStatus.RUNNING.value)
+
+
+class TargetLog:
+    """Target updates made by the worker that holds the job's lease, and only by it."""
+
+    def __init__(self, session: AsyncSession, job_id: str, worker_id: str) -> None:
+        self.session = session
+        self.job_id = job_id
+        self.worker_id = worker_id
+
+    async def unfinished(self) -> Sequence[JobTarget]:
+        query = (
+            select(JobTarget)
+            .where(col(JobTarget.job_id) == self.job_id, col(JobTarget.status).in_(_UNFINISHED))
+            .order_by(col(JobTarget.position))
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def start(self, principals: Sequence[str]) -> None:
+        """An attempt at these targets begins (counted now, so a crash still counts it)."""
+        await self._update(
+            principals,
+            status=TargetStatus.RUNNING,
+            step=Step.INSPECT,
+            attempts=col(JobTarget.attempts) + 1,
+            error_code=None,
+            error_message=None,
+        )
+
+    async def reach(self, principals: Sequence[str], step: Step) -> None:
+        await self._update(principals, step=step)
+
+    async def fail(self, principals: Sequence[str], step: Step, code: str, message: str) -> None:
+        await self._update(
+            principals,
+            status=TargetStatus.FAILED,
+            step=step,
+            error_code=code,
+            error_message=message[:2000],
+        )
+
+    async def succeed(self, principals: Sequence[str], step: Step) -> None:
+        await self._update(principals, status=TargetStatus.SUCCEEDED, step=step)
+
+    async def note(self, principals: Sequence[str], note: str) -> None:
+        await self._update(principals, note=note)
+
+    async def cancel_unstarted(self) -> None:
+        await self._update(None, status=TargetStatus.CANCELLED, only_pending=True)
+
+    async def _update(
+        self, principals: Sequence[str] | None, *, only_pending: bool = False, **values: Any
+    ) -> None:
+        if principals is not None and not principals:
+            return
+        now = utcnow()
+        still_ours = exists().where(
+            col(Job.id) == self.job_id,
+            col(Job.worker_id) == self.worker_id,
+            col(Job.status) == JobStatus.RUNNING,
+        )
+        statement = (
+            update(JobTarget)
+            .where(col(JobTarget.job_id) == self.job_id, still_ours)
+            .values(updated_at=now, **values)
+        )
+        if principals is not None:
+            statement = statement.where(col(JobTarget.principal).in_(principals))
+        if only_pending:
+            statement = statement.where(col(JobTarget.status) == TargetStatus.PENDING)
+        else:
+            statement = statement.where(col(JobTarget.status).in_(_UNFINISHED))
+        await self.session.execute(statement)
+        await self.session.execute(
+            update(Job)
+            .where(col(Job.id) == self.job_id)
+            .values(version=col(Job.version) + 1, updated_at=now)
+        )

@@ -1,0 +1,570 @@
+"""amishare's extension of moto 5.2.5: exactly the AWS behaviour the service needs and moto lacks.
+
+`install()` patches moto's classes in place (idempotent). Every patch is one small function whose
+comment names the AWS behaviour it models; helpers below them are shared plumbing.
+
+Choices worth knowing (see also /work/shared/AWS.md):
+- Instance-store AMIs: `RegisterImage` with `ImageLocation` (the S3-manifest form AWS uses for
+  instance-store AMIs), or whose root device mapping is not EBS (e.g. only `VirtualName`
+  ephemeral mappings), gets `RootDeviceType: instance-store`. With an EBS root mapping it is
+  `ebs` and points at the given snapshots; without any mapping moto's auto-created unencrypted
+  snapshot is kept and `RootDeviceType` is `ebs`.
+- Cross-account `DescribeKey`: a key policy grants an account only through an Allow statement
+  whose `AWS` principal is `arn:aws:iam::<acct>:root` or the bare account id (a role ARN names
+  that role, not the account), or through an unconditioned `*`. A `*` principal with a
+  `Condition` (e.g. `aws:PrincipalOrgID`) never grants here: the double has no organisations.
+  A matching Deny wins. Grants count when their grantee is any principal of the caller's account
+  and their operations include `DescribeKey`.
+- Unknown accounts ("do not exist") come from `set_unknown_accounts()` or the comma-separated
+  env var AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS (read at import and at the first `install()`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import moto
+from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult, EmptyResult
+from moto.ec2.exceptions import (
+    EC2ClientError,
+    InvalidAMIAttributeItemValueError,
+    InvalidAMIIdError,
+    MalformedAMIIdError,
+)
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.elastic_block_store import EBSBackend
+from moto.ec2.responses.amis import AmisResponse
+from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+from moto.kms.models import KmsBackend, kms_backends
+from moto.kms.responses import KmsResponse
+from moto.sts.models import sts_backends
+
+MOTO_VERSION = "5.2.5"
+UNKNOWN_ACCOUNTS_ENV = "AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS"
+MAX_KEY_POLICY_BYTES = 32768
+MAX_SNAPSHOT_PERMISSION_CHANGES = 500
+INVALID_PRINCIPALS_MESSAGE = "Policy contains a statement with one or more invalid principals."
+
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_PRINCIPAL_ACCOUNT = re.compile(r"^arn:[\w-]+:(?:iam|sts)::(\d{12}):.+$")
+_KMS_ARN = re.compile(r"^arn:[\w-]+:kms:([\w-]+):(\d{12}):(?:key|alias)/.+$")
+
+_originals: dict[tuple[type, str], Any] = {}
+_install_lock = threading.Lock()
+_installed = False
+
+
+def _accounts_from_env() -> frozenset[str]:
+    raw = os.environ.get(UNKNOWN_ACCOUNTS_ENV, "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+_unknown_accounts: frozenset[str] = _accounts_from_env()
+
+
+def set_unknown_accounts(ids: Iterable[str]) -> None:
+    """Declare the AWS accounts that "do not exist": principals naming them are refused."""
+    global _unknown_accounts
+    _unknown_accounts = frozenset(ids)
+
+
+def unknown_accounts() -> frozenset[str]:
+    return _unknown_accounts
+
+
+def is_installed() -> bool:
+    return _installed
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _original(owner: type, name: str) -> Any:
+    return _originals[(owner, name)]
+
+
+def _is_account_id(value: str) -> bool:
+    return bool(_ACCOUNT_ID.match(value))
+
+
+def _principal_account(principal: str) -> str | None:
+    if _is_account_id(principal):
+        return principal
+    match = _PRINCIPAL_ACCOUNT.match(principal)
+    return match.group(1) if match else None
+
+
+def _kms_error(code: str, message: str) -> JsonRESTError:
+    return JsonRESTError(code, message)
+
+
+def _as_list(value: object) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _statements(policy: str) -> list[dict[str, Any]]:
+    document = json.loads(policy)
+    if not isinstance(document, dict):
+        raise ValueError("policy is not a JSON object")
+    return [s for s in _as_list(document.get("Statement")) if isinstance(s, dict)]
+
+
+def _aws_principals(statement: Mapping[str, Any]) -> list[str]:
+    principal = statement.get("Principal")
+    if principal == "*":
+        return ["*"]
+    if isinstance(principal, dict):
+        return [str(p) for p in _as_list(principal.get("AWS"))]
+    return []
+
+
+def _key_arn(account_id: str, region: str, key_id: str) -> str:
+    try:
+        return str(kms_backends[account_id][region].describe_key(key_id).arn)
+    except (KeyError, AttributeError):
+        return key_id
+
+
+def _images_shared_with(account_id: str, region: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for owner, per_region in list(ec2_backends.items()):
+        backend = dict.get(per_region, region)  # dict.get: never creates a backend
+        if owner == account_id or backend is None:
+            continue
+        for ami in list(backend.amis.values()):
+            if any(lp.get("UserId") == account_id for lp in ami.launch_permissions):
+                found[ami.id] = ami
+    return found
+
+
+def _own_image(backend: Any, ami_id: str) -> Any:
+    if not str(ami_id).startswith("ami-"):
+        raise MalformedAMIIdError([ami_id])
+    if ami_id in backend.amis:
+        return backend.amis[ami_id]
+    if ami_id in _images_shared_with(backend.account_id, backend.region_name):
+        raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
+    raise InvalidAMIIdError(ami_id)
+
+
+def _check_user_ids(user_ids: Iterable[str]) -> None:
+    for user_id in user_ids:
+        if not _is_account_id(user_id) or user_id in _unknown_accounts:
+            raise InvalidAMIAttributeItemValueError("userId", user_id)
+
+
+def _check_principals_exist(principals: Iterable[str], error: JsonRESTError) -> None:
+    for principal in principals:
+        if _principal_account(principal) in _unknown_accounts:
+            raise error
+
+
+def _check_key_policy(policy: str) -> None:
+    if len(policy.encode("utf-8")) > MAX_KEY_POLICY_BYTES:
+        raise _kms_error(
+            "LimitExceededException",
+            f"Policy document exceeds the maximum size of {MAX_KEY_POLICY_BYTES} bytes.",
+        )
+    try:
+        statements = _statements(policy)
+    except ValueError as exc:
+        raise _kms_error("MalformedPolicyDocumentException", "Invalid policy document.") from exc
+    invalid = _kms_error("MalformedPolicyDocumentException", INVALID_PRINCIPALS_MESSAGE)
+    for statement in statements:
+        _check_principals_exist(_aws_principals(statement), invalid)
+
+
+def _mapping(backend: Any, requested: Mapping[str, Any]) -> dict[str, Any]:
+    if requested.get("VirtualName"):
+        return {"DeviceName": requested["DeviceName"], "VirtualName": requested["VirtualName"]}
+    ebs = dict(requested.get("Ebs") or {})
+    out: dict[str, Any] = {
+        "DeleteOnTermination": ebs.get("DeleteOnTermination", True),
+        "VolumeType": ebs.get("VolumeType", "gp2"),
+    }
+    if ebs.get("SnapshotId"):
+        snapshot = backend.get_snapshot(ebs["SnapshotId"])
+        out.update(
+            SnapshotId=snapshot.id,
+            VolumeSize=ebs.get("VolumeSize") or snapshot.volume_size,
+            Encrypted=bool(snapshot.encrypted),
+        )
+    else:
+        out.update(VolumeSize=ebs.get("VolumeSize", 8), Encrypted=bool(ebs.get("Encrypted")))
+    return {"DeviceName": requested["DeviceName"], "Ebs": out}
+
+
+def _root_device_type(mappings: list[dict[str, Any]], root: str, image_location: str) -> str:
+    root_mapping = next((m for m in mappings if m["DeviceName"] == root), None)
+    is_ebs = root_mapping is not None and "Ebs" in root_mapping and not image_location
+    return "ebs" if is_ebs else "instance-store"
+
+
+def _shape_registered_image(backend: Any, ami: Any, request: Any) -> None:
+    requested = request._get_param("BlockDeviceMappings", [])
+    image_location = request._get_param("ImageLocation") or ""
+    if not requested and not image_location:
+        ami.root_device_type = "ebs"
+        return
+    mappings = [_mapping(backend, m) for m in requested]
+    backend.snapshots.pop(ami.ebs_snapshot.id, None)  # drop moto's auto-created snapshot
+    ami.root_device_name = request._get_param("RootDeviceName") or (
+        mappings[0]["DeviceName"] if mappings else "/dev/sda1"
+    )
+    ami.image_location = image_location or None
+    ami.amishare_block_device_mappings = mappings
+    ami.root_device_type = _root_device_type(mappings, ami.root_device_name, image_location)
+    for mapping in mappings:
+        if mapping.get("Ebs", {}).get("SnapshotId"):
+            backend.get_snapshot(mapping["Ebs"]["SnapshotId"]).from_ami = ami.id
+
+
+def _statement_names_account(statement: Mapping[str, Any], account_id: str) -> bool:
+    principals = _aws_principals(statement)
+    if "*" in principals:
+        return "Condition" not in statement  # no organisation model: conditional `*` never matches
+    named = {account_id, f"arn:aws:iam::{account_id}:root"}
+    return any(p in named for p in principals)
+
+
+def _statement_has_action(statement: Mapping[str, Any], action: str) -> bool:
+    patterns = [str(a).lower() for a in _as_list(statement.get("Action"))]
+    return any(fnmatch.fnmatchcase(action.lower(), pattern) for pattern in patterns)
+
+
+def _policy_allows(policy: str, account_id: str, action: str) -> bool:
+    try:
+        statements = _statements(policy)
+    except ValueError:
+        return False
+    effects = {
+        str(s.get("Effect", "")).lower()
+        for s in statements
+        if _statement_names_account(s, account_id) and _statement_has_action(s, action)
+    }
+    return "allow" in effects and "deny" not in effects
+
+
+def _grant_allows(key: Any, account_id: str, operation: str) -> bool:
+    return any(
+        _principal_account(str(grant.grantee_principal)) == account_id
+        and operation in (grant.operations or [])
+        for grant in list(key.grants.values())
+    )
+
+
+def _foreign_key_location(key_ref: str, caller: str) -> tuple[str, str] | None:
+    """(region, owner account) of a KMS ARN naming another account; None for the caller's own."""
+    match = _KMS_ARN.match(key_ref)
+    if not match or match.group(2) == caller:
+        return None
+    return match.group(1), match.group(2)
+
+
+def _find_key(region: str, account_id: str, key_ref: str) -> Any:
+    per_region = dict.get(kms_backends, account_id)  # dict.get: never creates a backend
+    backend = None if per_region is None else dict.get(per_region, region)
+    not_found = _kms_error("NotFoundException", f"Key '{key_ref}' does not exist")
+    if backend is None:
+        raise not_found
+    try:
+        return backend.describe_key(key_ref)
+    except (KeyError, AttributeError) as exc:
+        raise not_found from exc
+
+
+def _require_access(response: Any, key: Any, action: str) -> None:
+    caller = response.current_account
+    operation = action.split(":", 1)[1]
+    if _policy_allows(key.policy, caller, action) or _grant_allows(key, caller, operation):
+        return
+    raise _kms_error(
+        "AccessDeniedException",
+        f"User: {_caller_arn(response)} is not authorized to perform: {action} on resource: "
+        f"{key.arn} because no resource-based policy allows the {action} action",
+    )
+
+
+def _caller_arn(response: Any) -> str:
+    account = response.current_account
+    try:
+        role = sts_backends[account]["aws"].get_assumed_role_from_access_key(
+            response.get_access_key()
+        )
+    except KeyError:
+        role = None
+    return str(role.arn) if role is not None else f"arn:aws:iam::{account}:root"
+
+
+def _invalid_attribute(attribute: object) -> EC2ClientError:
+    return EC2ClientError(
+        "InvalidParameterValue", f"Value ({attribute}) for parameter attribute is invalid."
+    )
+
+
+def _snapshot_changes(request: Any) -> tuple[str, list[str], list[str]]:
+    """(operation, user ids, groups) from either request form of ModifySnapshotAttribute."""
+    structured = request._get_param("CreateVolumePermission") or {}
+    adds, removes = structured.get("Add") or [], structured.get("Remove") or []
+    operation = request._get_param("OperationType")
+    if operation in ("add", "remove"):
+        listed = [{"UserId": u} for u in request._get_param("UserIds", [])]
+        listed += [{"Group": g} for g in request._get_param("GroupNames", [])]
+        adds, removes = (adds + listed, removes) if operation == "add" else (adds, removes + listed)
+    if adds and removes:
+        raise EC2ClientError(
+            "InvalidParameterCombination",
+            "You cannot add and remove create volume permissions in the same request.",
+        )
+    changes = adds or removes
+    users = [str(c["UserId"]) for c in changes if "UserId" in c]
+    groups = [str(c["Group"]) for c in changes if "Group" in c]
+    return ("add" if adds else "remove"), users, groups
+
+
+def _check_snapshot_share(
+    snapshot: Any, operation: str, users: list[str], groups: list[str]
+) -> None:
+    if len(users) + len(groups) > MAX_SNAPSHOT_PERMISSION_CHANGES:
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"You can make up to {MAX_SNAPSHOT_PERMISSION_CHANGES} modifications per request.",
+        )
+    _check_user_ids(users)
+    if operation != "add":
+        return
+    if groups and snapshot.encrypted:
+        raise EC2ClientError(
+            "OperationNotPermitted", "Encrypted snapshots cannot be shared publicly"
+        )
+    if users and _is_aws_managed_key(snapshot):
+        raise EC2ClientError(
+            "OperationNotPermitted",
+            "Snapshots encrypted with the AWS managed key for EBS cannot be shared.",
+        )
+
+
+def _is_aws_managed_key(snapshot: Any) -> bool:
+    if not snapshot.kms_key_id:
+        return False
+    backend = snapshot.ec2_backend
+    try:
+        key = kms_backends[backend.account_id][backend.region_name].describe_key(
+            snapshot.kms_key_id
+        )
+    except (KeyError, AttributeError):
+        return False
+    return bool(key.key_manager == "AWS")
+
+
+# --------------------------------------------------------------------------------------------
+# The patches: one function each.
+# --------------------------------------------------------------------------------------------
+
+
+# AWS: RegisterImage honours BlockDeviceMappings; the AMI points at the given (encrypted)
+# snapshots, and an image without an EBS root device is instance-store-backed.
+def _register_image(self: Any) -> ActionResult:
+    self.error_on_dryrun()
+    for requested in self._get_param("BlockDeviceMappings", []):
+        _mapping(self.ec2_backend, requested)  # unknown snapshots fail before anything changes
+    ami = self.ec2_backend.register_image(
+        self._get_param("Name"), self._get_param("Description", "")
+    )
+    ami.architecture = self._get_param("Architecture") or ami.architecture or "x86_64"
+    ami.virtualization_type = self._get_param("VirtualizationType") or "hvm"
+    _shape_registered_image(self.ec2_backend, ami, self)
+    ami.add_tags(self._parse_tag_specification().get("image", {}))
+    return ActionResult({"ImageId": ami.id})
+
+
+# AWS: DescribeImages reports an image's real block device mappings (snapshot, size, Encrypted).
+def _block_device_mappings(self: Any) -> list[dict[str, Any]]:
+    registered = getattr(self, "amishare_block_device_mappings", None)
+    if registered is not None:
+        return list(registered)
+    return list(_original(Ami, "block_device_mappings").fget(self))
+
+
+# AWS: a snapshot of an encrypted volume keeps the volume's KMS key, reported as the key ARN.
+def _create_snapshot(self: Any, volume_id: str, *args: Any, **kwargs: Any) -> Any:
+    snapshot = _original(EBSBackend, "create_snapshot")(self, volume_id, *args, **kwargs)
+    volume = snapshot.volume
+    if volume.encrypted and volume.kms_key_id:
+        snapshot.kms_key_id = _key_arn(self.account_id, self.region_name, volume.kms_key_id)
+    return snapshot
+
+
+# AWS: keys behind the reserved `alias/aws/*` aliases (e.g. aws/ebs) are AWS managed keys.
+def _create_alias(self: Any, target_key_id: str, alias_name: str) -> Any:
+    alias = _original(KmsBackend, "create_alias")(self, target_key_id, alias_name)
+    if alias_name.startswith("alias/aws/"):
+        self.keys[self.get_key_id(target_key_id)].key_manager = "AWS"
+    return alias
+
+
+# AWS: DescribeImages also returns other accounts' images whose launch permissions name the caller.
+def _describe_images(self: Any, *args: Any, **kwargs: Any) -> Any:
+    shared = _images_shared_with(self.account_id, self.region_name)
+    if not shared:
+        return _original(AmiBackend, "describe_images")(self, *args, **kwargs)
+    view = _ImageView(self, {**shared, **self.amis})
+    return _original(AmiBackend, "describe_images")(view, *args, **kwargs)
+
+
+class _ImageView:
+    """What moto's describe_images reads from a backend, with images shared with the caller."""
+
+    def __init__(self, backend: Any, amis: dict[str, Any]) -> None:
+        self.amis = amis
+        self.deleted_amis: list[str] = backend.deleted_amis
+        self.account_id: str = backend.account_id
+
+
+# AWS: only the owner may change an AMI's launch permissions, and accounts must exist.
+def _modify_image_attribute(
+    self: Any,
+    ami_id: str,
+    launch_permissions_to_add: list[dict[str, str]],
+    launch_permissions_to_remove: list[dict[str, str]],
+) -> None:
+    _own_image(self, ami_id)
+    _check_user_ids(p["UserId"] for p in launch_permissions_to_add if "UserId" in p)
+    _original(AmiBackend, "modify_image_attribute")(
+        self, ami_id, launch_permissions_to_add, launch_permissions_to_remove
+    )
+
+
+# AWS: DescribeKey on another account's key ARN works only if its key policy or a grant allows it.
+def _describe_key(self: Any) -> str:
+    key_ref = str(self._get_param("KeyId"))
+    location = _foreign_key_location(key_ref, self.current_account)
+    if location is None:
+        return str(_original(KmsResponse, "describe_key")(self))
+    key = _find_key(*location, key_ref)
+    _require_access(self, key, "kms:DescribeKey")
+    return json.dumps(key.to_dict())
+
+
+# AWS: ModifySnapshotAttribute takes both request forms, validates account IDs, caps changes at 500.
+def _modify_snapshot_attribute(self: Any) -> EmptyResult:
+    snapshot = self.ec2_backend.get_snapshot(self._get_param("SnapshotId"))
+    operation, users, groups = _snapshot_changes(self)
+    self.error_on_dryrun()
+    _check_snapshot_share(snapshot, operation, users, groups)
+    change = (
+        self.ec2_backend.add_create_volume_permission
+        if operation == "add"
+        else self.ec2_backend.remove_create_volume_permission
+    )
+    change(snapshot.id, user_ids=users, groups=groups)
+    return EmptyResult()
+
+
+# AWS: a key policy naming a principal of a non-existent account, or over 32 KB, is refused.
+def _put_key_policy(self: Any, key_id: str, policy: str) -> None:
+    _check_key_policy(policy)
+    _original(KmsBackend, "put_key_policy")(self, key_id, policy)
+
+
+# AWS: CreateKey validates its key policy like PutKeyPolicy does.
+def _create_key(self: Any, policy: str | None, *args: Any, **kwargs: Any) -> Any:
+    if policy:
+        _check_key_policy(policy)
+    return _original(KmsBackend, "create_key")(self, policy, *args, **kwargs)
+
+
+# AWS: CreateGrant refuses grantee/retiring principals that do not exist (InvalidArnException).
+def _create_grant(self: Any, key_id: str, grantee_principal: str, *args: Any, **kwargs: Any) -> Any:
+    retiring = kwargs.get("retiring_principal")
+    for principal in [grantee_principal, *([retiring] if retiring else [])]:
+        invalid = _kms_error("InvalidArnException", f"Invalid principal: {principal}")
+        _check_principals_exist([principal], invalid)
+    return _original(KmsBackend, "create_grant")(self, key_id, grantee_principal, *args, **kwargs)
+
+
+# AWS: DescribeImageAttribute on an unknown AMI is InvalidAMIID.NotFound (400), not a crash.
+def _describe_image_attribute(self: Any, ami_id: str, attribute_name: str) -> Any:
+    _own_image(self, ami_id)
+    return _original(AmiBackend, "describe_image_attribute")(self, ami_id, attribute_name)
+
+
+# AWS: ResetImageAttribute(launchPermission) removes every launch permission of the AMI.
+def _reset_image_attribute(self: Any) -> EmptyResult:
+    ami = _own_image(self.ec2_backend, self._get_param("ImageId"))
+    attribute = self._get_param("Attribute")
+    self.error_on_dryrun()
+    if attribute != "launchPermission":
+        raise _invalid_attribute(attribute)
+    ami.launch_permissions.clear()
+    return EmptyResult()
+
+
+# AWS: ResetSnapshotAttribute(createVolumePermission) removes every create-volume permission.
+def _reset_snapshot_attribute(self: Any) -> EmptyResult:
+    snapshot = self.ec2_backend.get_snapshot(self._get_param("SnapshotId"))
+    attribute = self._get_param("Attribute")
+    self.error_on_dryrun()
+    if attribute != "createVolumePermission":
+        raise _invalid_attribute(attribute)
+    snapshot.create_volume_permission_userids.clear()
+    snapshot.create_volume_permission_groups.clear()
+    return EmptyResult()
+
+
+_PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
+    (AmisResponse, "register_image", _register_image),
+    (Ami, "block_device_mappings", _block_device_mappings),
+    (EBSBackend, "create_snapshot", _create_snapshot),
+    (KmsBackend, "create_alias", _create_alias),
+    (AmiBackend, "describe_images", _describe_images),
+    (AmiBackend, "modify_image_attribute", _modify_image_attribute),
+    (KmsResponse, "describe_key", _describe_key),
+    (ElasticBlockStore, "modify_snapshot_attribute", _modify_snapshot_attribute),
+    (KmsBackend, "put_key_policy", _put_key_policy),
+    (KmsBackend, "create_key", _create_key),
+    (KmsBackend, "create_grant", _create_grant),
+    (AmiBackend, "describe_image_attribute", _describe_image_attribute),
+    (AmisResponse, "reset_image_attribute", _reset_image_attribute),
+    (ElasticBlockStore, "reset_snapshot_attribute", _reset_snapshot_attribute),
+)
+
+
+def _check_moto_version() -> None:
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"app.sandbox.moto_ext targets moto=={MOTO_VERSION} exactly, but moto "
+            f"{moto.__version__} is installed: re-check every patch before changing the pin."
+        )
+
+
+def _apply(owner: type, name: str, patch: Callable[..., Any]) -> None:
+    _originals[(owner, name)] = owner.__dict__[name]
+    replacement: Any = property(patch) if isinstance(owner.__dict__[name], property) else patch
+    setattr(owner, name, replacement)
+
+
+def install() -> None:
+    """Apply every patch to moto (safe to call more than once)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        _check_moto_version()
+        if os.environ.get(UNKNOWN_ACCOUNTS_ENV):
+            set_unknown_accounts(_accounts_from_env())
+        for owner, name, patch in _PATCHES:
+            _apply(owner, name, patch)
+        _installed = True

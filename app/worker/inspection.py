@@ -1,0 +1,87 @@
+"""Step 1 of every job: look at the image, its snapshots and keys before changing anything."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.gateway import ImageInfo, KeyInfo, SnapshotInfo, SourceAccount
+from app.domain.errors import JobErrorCode, JobFailedError
+from app.worker.retry import RetryPolicy, with_retries
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    image: ImageInfo
+    snapshots: tuple[SnapshotInfo, ...]
+    keys: tuple[KeyInfo, ...]
+
+    @property
+    def snapshot_ids(self) -> tuple[str, ...]:
+        return tuple(s.snapshot_id for s in self.snapshots)
+
+    @property
+    def key_arns(self) -> tuple[str, ...]:
+        return tuple(k.key_arn for k in self.keys)
+
+
+async def inspect_image(source: SourceAccount, image_id: str, retry: RetryPolicy) -> Inspection:
+    """Everything a share needs to know, or a JobFailedError saying why it cannot be shared."""
+    image = await _source_call(retry, lambda: source.describe_image(image_id))
+    if image is None:
+        raise JobFailedError(
+            JobErrorCode.IMAGE_NOT_FOUND,
+            f"{image_id} does not exist in account {source.account_id} in this region.",
+        )
+    if image.owner_id != source.account_id:
+        raise JobFailedError(
+            JobErrorCode.IMAGE_NOT_OWNED,
+            f"{image_id} is owned by {image.owner_id}, not by the source account "
+            f"{source.account_id}; only the owner can share it.",
+        )
+    if image.state != "available":
+        raise JobFailedError(
+            JobErrorCode.IMAGE_NOT_AVAILABLE,
+            f"{image_id} is '{image.state}'; wait until it is 'available'.",
+        )
+    if image.root_device_type != "ebs" or not image.snapshot_ids:
+        raise JobFailedError(
+            JobErrorCode.INSTANCE_STORE_NOT_SUPPORTED,
+            f"{image_id} is instance-store backed; only EBS-backed AMIs can be shared this way.",
+        )
+    snapshots = await _source_call(retry, lambda: source.describe_snapshots(image.snapshot_ids))
+    key_ids = sorted({s.kms_key_id for s in snapshots if s.encrypted and s.kms_key_id})
+    keys = [await _source_call(retry, lambda k=k: source.describe_key(k)) for k in key_ids]  # type: ignore[misc]
+    managed = [k.key_arn for k in keys if k.is_aws_managed]
+    if managed:
+        raise JobFailedError(
+            JobErrorCode.AWS_MANAGED_KEY,
+            f"{image_id} has snapshots encrypted with the AWS managed key {managed[0]} "
+            "(alias/aws/ebs), which cannot be shared. Copy the AMI re-encrypted with a "
+            "customer managed KMS key (CopyImage with KmsKeyId) and share the copy.",
+        )
+    return Inspection(image, tuple(snapshots), tuple(keys))
+
+
+async def _source_call(retry: RetryPolicy, call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await with_retries(retry, call)
+    except AwsCallError as error:
+        raise source_failure(error) from error
+
+
+def source_failure(error: AwsCallError) -> JobFailedError:
+    """A source-side call failed for a reason that is not about one destination."""
+    if error.kind is ErrorKind.ACCESS_DENIED:
+        return JobFailedError(
+            JobErrorCode.SOURCE_ACCESS_DENIED,
+            f"The source account refused {error.operation} ({error.code}): give the service's "
+            f"role that permission. AWS said: {error.message}",
+        )
+    return JobFailedError(
+        JobErrorCode.AWS_ERROR, f"{error.operation} failed ({error.code}): {error.message}"
+    )

@@ -1,0 +1,45 @@
+"""What the executor records as it goes; the worker gives it a database-backed one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from app.aws.gateway import Change
+from app.domain.jobs import ShareRecord
+from app.domain.principals import Principal
+from app.domain.types import Step
+
+
+class JobRecorder(Protocol):
+    async def start(self, principals: Sequence[Principal]) -> None: ...
+
+    async def reach(self, principals: Sequence[Principal], step: Step) -> None: ...
+
+    async def fail(
+        self, principals: Sequence[Principal], step: Step, code: str, message: str
+    ) -> None: ...
+
+    async def succeed(self, principals: Sequence[Principal], step: Step) -> None: ...
+
+    async def note(self, principals: Sequence[Principal], note: str) -> None: ...
+
+    async def changed(self, change: Change) -> None:
+        """An AWS modification succeeded: the audit trail gets it."""
+        ...
+
+    async def change_failed(
+        self,
+        api: str,
+        resource: str,
+        principals: Sequence[str],
+        code: str,
+        message: str,
+        request_id: str | None,
+    ) -> None: ...
+
+    async def record_shares(self, shares: Sequence[ShareRecord]) -> None: ...
+
+    async def forget_shares(self, principals: Sequence[Principal]) -> None: ...
+
+    async def cancel_requested(self) -> bool: ...

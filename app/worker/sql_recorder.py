@@ -1,0 +1,118 @@
+"""The database-backed JobRecorder: each record is one short transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.aws.gateway import Change
+from app.db.engine import SessionFactory
+from app.db.events import EventLog
+from app.db.ledger import ShareLedger
+from app.db.models import Job, JobEvent, Share
+from app.db.targets import TargetLog
+from app.domain.jobs import JobSpec, ShareRecord
+from app.domain.principals import Principal
+from app.domain.types import Step
+
+
+def _values(principals: Sequence[Principal]) -> list[str]:
+    return [p.value for p in principals]
+
+
+class SqlJobRecorder:
+    def __init__(self, sessions: SessionFactory, spec: JobSpec, worker_id: str) -> None:
+        self.sessions = sessions
+        self.spec = spec
+        self.worker_id = worker_id
+
+    def _targets(self, session: AsyncSession) -> TargetLog:
+        return TargetLog(session, self.spec.job_id, self.worker_id)
+
+    async def start(self, principals: Sequence[Principal]) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).start(_values(principals))
+
+    async def reach(self, principals: Sequence[Principal], step: Step) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).reach(_values(principals), step)
+
+    async def fail(
+        self, principals: Sequence[Principal], step: Step, code: str, message: str
+    ) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).fail(_values(principals), step, code, message)
+
+    async def succeed(self, principals: Sequence[Principal], step: Step) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).succeed(_values(principals), step)
+
+    async def note(self, principals: Sequence[Principal], note: str) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).note(_values(principals), note)
+
+    async def changed(self, change: Change) -> None:
+        event = JobEvent(
+            job_id=self.spec.job_id,
+            api=change.api,
+            resource=change.resource,
+            principals=list(change.principals),
+            request_id=change.request_id,
+            outcome="ok",
+        )
+        async with self.sessions.begin() as session:
+            await EventLog(session).add([event])
+
+    async def change_failed(
+        self,
+        api: str,
+        resource: str,
+        principals: Sequence[str],
+        code: str,
+        message: str,
+        request_id: str | None,
+    ) -> None:
+        event = JobEvent(
+            job_id=self.spec.job_id,
+            api=api,
+            resource=resource,
+            principals=list(principals),
+            request_id=request_id,
+            outcome=code,
+            message=message[:2000],
+        )
+        async with self.sessions.begin() as session:
+            await EventLog(session).add([event])
+
+    async def record_shares(self, shares: Sequence[ShareRecord]) -> None:
+        rows = [
+            Share(
+                image_id=self.spec.image_id,
+                region=self.spec.region,
+                principal=record.principal.value,
+                principal_type=record.principal.type,
+                source_account_id=self.spec.source_account_id,
+                kms_access=self.spec.kms_access,
+                kms_key_ids=list(record.kms_key_ids),
+                snapshot_ids=list(record.snapshot_ids),
+                grant_ids=dict(record.grant_ids),
+                job_id=self.spec.job_id,
+            )
+            for record in shares
+        ]
+        async with self.sessions.begin() as session:
+            await ShareLedger(session).record(rows)
+
+    async def forget_shares(self, principals: Sequence[Principal]) -> None:
+        async with self.sessions.begin() as session:
+            await ShareLedger(session).forget(
+                self.spec.image_id, self.spec.region, _values(principals)
+            )
+
+    async def cancel_requested(self) -> bool:
+        async with self.sessions() as session:
+            query = select(col(Job.cancel_requested)).where(col(Job.id) == self.spec.job_id)
+            return bool((await session.execute(query)).scalar_one())

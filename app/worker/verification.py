@@ -1,0 +1,153 @@
+"""Step 5: from inside each destination, see the image and the key (eventually consistent)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.gateway import AwsGateway, DestinationAccount
+from app.domain.errors import TargetErrorCode
+from app.domain.jobs import JobSpec
+from app.domain.principals import Principal
+from app.domain.types import Step
+from app.worker.recorder import JobRecorder
+from app.worker.retry import RetryPolicy, with_retries
+
+FLUSH_SECONDS = 1.0
+NOT_VERIFIED_NOTE = "Not verified: an organization or OU has no single account to look from."
+
+
+@dataclass(frozen=True, slots=True)
+class VerifySettings:
+    concurrency: int
+    timeout: float
+    initial_delay: float
+    retry: RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyFailure:
+    code: TargetErrorCode
+    message: str
+
+
+class Verifier:
+    def __init__(
+        self, gateway: AwsGateway, recorder: JobRecorder, settings: VerifySettings
+    ) -> None:
+        self.gateway = gateway
+        self.recorder = recorder
+        self.settings = settings
+
+    async def verify(
+        self, spec: JobSpec, key_arns: Sequence[str], live: Sequence[Principal]
+    ) -> list[Principal]:
+        """The principals that passed; failures are recorded in batches as they come."""
+        bound = asyncio.Semaphore(self.settings.concurrency)
+        failed: dict[Principal, VerifyFailure] = {}
+        unflushed: list[Principal] = []
+
+        async def check(principal: Principal) -> None:
+            async with bound:
+                failure = await self._check_one(spec, key_arns, principal.value)
+            if failure is not None:
+                failed[principal] = failure
+                unflushed.append(principal)
+
+        flusher = asyncio.create_task(self._flush_periodically(failed, unflushed))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for principal in live:
+                    if principal.is_account:
+                        group.create_task(check(principal))
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        await self._flush(failed, unflushed)
+        organizations = [p for p in live if not p.is_account]
+        if organizations:
+            await self.recorder.note(organizations, NOT_VERIFIED_NOTE)
+        return [p for p in live if p not in failed]
+
+    async def _flush_periodically(
+        self, failed: dict[Principal, VerifyFailure], unflushed: list[Principal]
+    ) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self._flush(failed, unflushed)
+
+    async def _flush(
+        self, failed: dict[Principal, VerifyFailure], unflushed: list[Principal]
+    ) -> None:
+        batch = list(unflushed)
+        unflushed.clear()
+        groups: dict[VerifyFailure, list[Principal]] = {}
+        for principal in batch:
+            groups.setdefault(failed[principal], []).append(principal)
+        for failure, principals in groups.items():
+            await self.recorder.fail(principals, Step.VERIFY, failure.code, failure.message)
+
+    async def _check_one(
+        self, spec: JobSpec, key_arns: Sequence[str], account_id: str
+    ) -> VerifyFailure | None:
+        try:
+            async with self.gateway.destination(account_id, spec.region) as destination:
+                return await self._wait_until_visible(destination, spec.image_id, key_arns)
+        except AwsCallError as error:
+            return _destination_failure(account_id, error)
+
+    async def _wait_until_visible(
+        self, destination: DestinationAccount, image_id: str, key_arns: Sequence[str]
+    ) -> VerifyFailure | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.timeout
+        delay = self.settings.initial_delay
+        while True:
+            missing = await self._missing(destination, image_id, key_arns)
+            if not missing:
+                return None
+            if loop.time() + delay > deadline:
+                return VerifyFailure(
+                    TargetErrorCode.NOT_VISIBLE_IN_DESTINATION,
+                    f"After {self.settings.timeout:.0f}s account {destination.account_id} still "
+                    f"cannot see {missing}. Check the destination role's permissions, or retry: "
+                    "AWS can take minutes to propagate.",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+
+    async def _missing(
+        self, destination: DestinationAccount, image_id: str, key_arns: Sequence[str]
+    ) -> str | None:
+        retry = self.settings.retry
+        if not await with_retries(retry, lambda: destination.can_see_image(image_id)):
+            return f"the image {image_id}"
+        for key_arn in key_arns:
+            if not await with_retries(retry, lambda k=key_arn: destination.can_use_key(k)):  # type: ignore[misc]
+                return f"the key {key_arn}"
+        return None
+
+
+def _destination_failure(account_id: str, error: AwsCallError) -> VerifyFailure:
+    if error.operation == "sts:AssumeRole":
+        return VerifyFailure(
+            TargetErrorCode.DESTINATION_ROLE_UNAVAILABLE,
+            f"Could not assume the destination role in {account_id} ({error.code}): "
+            f"{error.message}",
+        )
+    if error.kind is ErrorKind.THROTTLED:
+        return VerifyFailure(
+            TargetErrorCode.THROTTLED, f"Still throttled after retries: {error.message}"
+        )
+    if error.kind is ErrorKind.ACCESS_DENIED:
+        return VerifyFailure(
+            TargetErrorCode.ACCESS_DENIED,
+            f"{error.operation} was denied in {account_id}: {error.message}",
+        )
+    return VerifyFailure(
+        TargetErrorCode.AWS_ERROR, f"{error.operation} failed ({error.code}): {error.message}"
+    )
