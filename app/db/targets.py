@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -60,6 +60,21 @@ class TargetLog:
 
     async def note(self, principals: Sequence[str], note: str) -> None:
         await self._update(principals, note=note)
+
+    async def fail_unfinished(self, code: str, message: str) -> None:
+        """The job stopped: every target not yet finished fails with the job's reason."""
+        await self._update(
+            None, status=TargetStatus.FAILED, error_code=code, error_message=message[:2000]
+        )
+
+    async def counts(self) -> dict[TargetStatus, int]:
+        query = (
+            select(col(JobTarget.status), func.count())
+            .where(col(JobTarget.job_id) == self.job_id)
+            .group_by(col(JobTarget.status))
+        )
+        rows = (await self.session.execute(query)).all()
+        return {TargetStatus(status): count for status, count in rows}
 
     async def cancel_unstarted(self) -> None:
         await self._update(None, status=TargetStatus.CANCELLED, only_pending=True)

@@ -1,0 +1,110 @@
+"""Every error answer is application/problem+json (RFC 9457), with no internals in it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.jobs.errors import ServiceError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:amishare:problem:{slug}" if slug else "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_name(location: Sequence[Any]) -> tuple[str, str]:
+    """('body', 'account_ids', 2) -> ('account_ids[2]', 'body')."""
+    place = str(location[0]) if location else "body"
+    parts = list(location[1:]) if place in ("body", "query", "path", "header") else list(location)
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or place, place
+
+
+def _validation_errors(error: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for item in error.errors():
+        field, place = _field_name(item.get("loc", ()))
+        message = str(item.get("msg", "invalid"))
+        if item.get("type") == "string_pattern_mismatch":
+            message = f"'{item.get('input')}' is not a valid value"
+        errors.append({"field": field, "message": message, "location": place})
+    return errors
+
+
+async def _on_validation(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = _validation_errors(error)
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, detail, slug="validation", title="Invalid request", errors=errors)
+
+
+async def _on_service_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ServiceError)
+    errors = [{"field": e.field, "message": e.message, "location": "body"} for e in error.errors]
+    return problem(
+        error.status,
+        error.detail,
+        slug=error.slug,
+        title=error.title,
+        errors=errors if error.status == 422 else None,
+    )
+
+
+async def _on_http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers) if error.headers else None
+    return problem(error.status_code, str(error.detail), headers=headers)
+
+
+async def _on_database_down(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("database unavailable", extra={"error": type(error).__name__})
+    return problem(
+        503,
+        "The database is unavailable; nothing was changed. Try again shortly.",
+        slug="unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _on_unexpected(_request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=error)
+    return problem(500, "An unexpected error occurred; it has been logged.")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    for database_error in (OperationalError, DBAPIError, PoolTimeoutError, ConnectionError):
+        app.add_exception_handler(database_error, _on_database_down)
+    app.add_exception_handler(Exception, _on_unexpected)

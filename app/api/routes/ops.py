@@ -1,0 +1,34 @@
+"""Operations: liveness, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.api.problems import problem
+from app.api.schemas import Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"description": "The database does not answer"}},
+    summary="The database answers",
+)
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        async with asyncio.timeout(3), request.app.state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        return problem(503, "The database does not answer.", slug="unavailable")
+    return JSONResponse({"status": "ok"})

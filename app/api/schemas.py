@@ -1,0 +1,274 @@
+"""The HTTP contract's bodies (API.md). Field names and values here are fixed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.db.jobs import Progress
+from app.db.models import Job, JobEvent, JobTarget, Share
+from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN, REGION
+from app.domain.types import Action, KmsAccess, TargetStatus
+from app.jobs.requests import NewJob
+
+AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID.pattern)]
+OrganizationArn = Annotated[str, StringConstraints(pattern=ORGANIZATION_ARN.pattern)]
+OrganizationalUnitArn = Annotated[str, StringConstraints(pattern=OU_ARN.pattern)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+LabelValue = Annotated[str, StringConstraints(max_length=256)]
+
+
+class CopyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    copy_tags: bool = True
+
+
+class JobCreate(BaseModel):
+    """A share or revoke request."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "share",
+                    "image_id": "ami-0123456789abcdef0",
+                    "region": "us-east-1",
+                    "account_ids": ["222222222222"],
+                    "kms_access": "key_policy",
+                    "labels": {"team": "platform"},
+                }
+            ]
+        },
+    )
+
+    action: Literal[Action.SHARE] = Field(
+        description="'share'. ('revoke' arrives with revoke jobs.)"
+    )
+    image_id: str = Field(pattern=IMAGE_ID.pattern, examples=["ami-0123456789abcdef0"])
+    region: str = Field(pattern=REGION.pattern, examples=["us-east-1"])
+    source_account_id: AccountId | None = Field(
+        default=None, description="Default: the account of the service's own credentials."
+    )
+    account_ids: list[AccountId] = Field(default_factory=list, max_length=1000)
+    organization_arns: list[OrganizationArn] = Field(default_factory=list, max_length=1000)
+    organizational_unit_arns: list[OrganizationalUnitArn] = Field(
+        default_factory=list, max_length=1000
+    )
+    kms_access: KmsAccess = KmsAccess.KEY_POLICY
+    share_snapshots: bool = True
+    verify: bool | None = Field(
+        default=None, description="Default: true when a destination role is configured."
+    )
+    # `copy` would shadow BaseModel.copy: stored under another name, spoken as `copy`.
+    copy_options: CopyOptions | None = Field(default=None, alias="copy")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys_have_no_colon(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if ":" in key:
+                raise ValueError(f"label key '{key}' must not contain ':'")
+        return labels
+
+    def to_new_job(self) -> NewJob:
+        body = self.model_dump(mode="json", by_alias=True)
+        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return NewJob(
+            action=Action(self.action),
+            image_id=self.image_id,
+            region=self.region,
+            source_account_id=self.source_account_id,
+            account_ids=list(self.account_ids),
+            organization_arns=list(self.organization_arns),
+            organizational_unit_arns=list(self.organizational_unit_arns),
+            kms_access=self.kms_access,
+            share_snapshots=self.share_snapshots,
+            verify=self.verify,
+            copy=self.copy_options.model_dump() if self.copy_options else None,
+            labels=dict(self.labels),
+            fingerprint=fingerprint,
+        )
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class JobProgress(BaseModel):
+    total: int
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+    @classmethod
+    def of(cls, counts: Progress) -> JobProgress:
+        return cls(
+            total=sum(counts.values()),
+            pending=counts[TargetStatus.PENDING],
+            running=counts[TargetStatus.RUNNING],
+            succeeded=counts[TargetStatus.SUCCEEDED],
+            failed=counts[TargetStatus.FAILED],
+            cancelled=counts[TargetStatus.CANCELLED],
+        )
+
+
+class JobOut(BaseModel):
+    id: str
+    action: str
+    status: str
+    image_id: str
+    region: str
+    source_account_id: str
+    kms_access: str
+    share_snapshots: bool
+    verify: bool
+    copy_options: dict[str, Any] | None = Field(alias="copy")
+    labels: dict[str, str]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: JobProgress
+    error: ErrorInfo | None
+    attempts: int
+
+    @classmethod
+    def of(cls, job: Job, progress: Progress) -> JobOut:
+        return cls(
+            id=job.id,
+            action=job.action,
+            status=job.status,
+            image_id=job.image_id,
+            region=job.region,
+            source_account_id=job.source_account_id,
+            kms_access=job.kms_access,
+            share_snapshots=job.share_snapshots,
+            verify=job.verify,
+            copy=job.copy_options,
+            labels=job.labels,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            progress=JobProgress.of(progress),
+            error=_error(job.error_code, job.error_message),
+            attempts=job.attempts,
+        )
+
+
+def _error(code: str | None, message: str | None) -> ErrorInfo | None:
+    return ErrorInfo(code=code, message=message or "") if code else None
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class TargetOut(BaseModel):
+    principal: str
+    principal_type: str
+    status: str
+    step: str
+    attempts: int
+    error: ErrorInfo | None
+    note: str | None = Field(description="What a person should know, e.g. snapshots skipped.")
+    copied_image_id: str | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, target: JobTarget) -> TargetOut:
+        return cls(
+            principal=target.principal,
+            principal_type=target.principal_type,
+            status=target.status,
+            step=target.step,
+            attempts=target.attempts,
+            error=_error(target.error_code, target.error_message),
+            note=target.note,
+            copied_image_id=target.copied_image_id,
+            updated_at=target.updated_at,
+        )
+
+
+class TargetPage(BaseModel):
+    items: list[TargetOut]
+    next_cursor: str | None
+
+
+class ShareOut(BaseModel):
+    image_id: str
+    region: str
+    principal: str
+    principal_type: str
+    kms_key_ids: list[str]
+    snapshot_ids: list[str]
+    shared_at: datetime
+    job_id: str
+
+    @classmethod
+    def of(cls, share: Share) -> ShareOut:
+        return cls(
+            image_id=share.image_id,
+            region=share.region,
+            principal=share.principal,
+            principal_type=share.principal_type,
+            kms_key_ids=share.kms_key_ids,
+            snapshot_ids=share.snapshot_ids,
+            shared_at=share.shared_at,
+            job_id=share.job_id,
+        )
+
+
+class EventOut(BaseModel):
+    id: int
+    created_at: datetime
+    api: str
+    resource: str
+    principals: list[str]
+    request_id: str | None
+    outcome: str
+    message: str | None
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventOut:
+        assert event.id is not None
+        return cls(
+            id=event.id,
+            created_at=event.created_at,
+            api=event.api,
+            resource=event.resource,
+            principals=event.principals,
+            request_id=event.request_id,
+            outcome=event.outcome,
+            message=event.message,
+        )
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ProblemFieldError(BaseModel):
+    field: str
+    message: str
+    location: str = "body"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemFieldError] | None = None

@@ -1,0 +1,26 @@
+"""A job request as the service receives it, already checked for form by the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain.types import Action, KmsAccess
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    action: Action
+    image_id: str
+    region: str
+    source_account_id: str | None
+    account_ids: list[str]
+    organization_arns: list[str]
+    organizational_unit_arns: list[str]
+    kms_access: KmsAccess
+    share_snapshots: bool
+    verify: bool | None
+    copy: dict[str, Any] | None
+    labels: dict[str, str] = field(default_factory=dict)
+    # The request as sent, canonical JSON: the same Idempotency-Key must come with the same body.
+    fingerprint: str = ""

@@ -1,0 +1,241 @@
+"""JobService: create and read jobs. Never commits (the request does), never imports FastAPI."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Generic, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.jobs import JobFilter, JobRepository, Progress
+from app.db.models import Job, JobTarget
+from app.domain.principals import Principal
+from app.domain.types import JobStatus, KmsAccess, PrincipalType, Step, TargetStatus
+from app.jobs.cursors import decode_cursor, encode_cursor
+from app.jobs.errors import FieldError, InvalidRequestError, NotFoundError, UnavailableError
+from app.jobs.requests import NewJob
+
+T = TypeVar("T")
+
+MAX_TARGETS = 1000  # AWS shares one AMI with at most 1,000 accounts, orgs and OUs per Region
+
+SourceAccountLookup = Callable[[], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    """What the deployment allows (from Settings)."""
+
+    destination_role_configured: bool
+    allowed_destinations: Sequence[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobWithProgress:
+    job: Job
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class JobService:
+    def __init__(
+        self, session: AsyncSession, policy: JobPolicy, own_account: SourceAccountLookup
+    ) -> None:
+        self.session = session
+        self.jobs = JobRepository(session)
+        self.policy = policy
+        self.own_account = own_account
+
+    async def create(
+        self, request: NewJob, caller: str, idempotency_key: str | None
+    ) -> tuple[JobWithProgress, bool]:
+        """The job and whether it was created now (False: an earlier one with the same key)."""
+        if idempotency_key is not None:
+            earlier = await self._replay(request, caller, idempotency_key)
+            if earlier is not None:
+                return earlier, False
+        source_account_id = request.source_account_id or await self._own_account()
+        targets = self._targets(request, source_account_id)
+        self._check_copy(request)
+        job = Job(
+            id=f"job-{uuid.uuid4().hex}",
+            action=request.action,
+            status=JobStatus.QUEUED,
+            image_id=request.image_id,
+            region=request.region,
+            source_account_id=source_account_id,
+            kms_access=request.kms_access,
+            share_snapshots=request.share_snapshots,
+            verify=self._verify(request),
+            copy_options=request.copy,
+            labels=dict(request.labels),
+            created_by=caller,
+            idempotency_key=idempotency_key,
+            request_hash=request.fingerprint if idempotency_key else None,
+        )
+        rows = [
+            JobTarget(
+                job_id=job.id,
+                position=position,
+                principal=principal.value,
+                principal_type=principal.type,
+                status=TargetStatus.PENDING,
+                step=Step.PENDING,
+            )
+            for position, principal in enumerate(targets)
+        ]
+        try:
+            async with self.session.begin_nested():
+                await self.jobs.add(job, rows)
+        except IntegrityError:
+            # Another request with the same Idempotency-Key won the race.
+            assert idempotency_key is not None
+            earlier = await self._replay(request, caller, idempotency_key)
+            if earlier is None:
+                raise
+            return earlier, False
+        return JobWithProgress(job, _fresh_progress(len(rows))), True
+
+    async def get(self, job_id: str) -> JobWithProgress:
+        job = await self._job(job_id)
+        return JobWithProgress(job, (await self.jobs.progress([job.id]))[job.id])
+
+    async def version(self, job_id: str) -> tuple[str, int]:
+        """The job's version, cheap: answers a conditional GET without counting targets."""
+        job = await self._job(job_id)
+        return job.id, job.version
+
+    async def list_jobs(
+        self, filters: JobFilter, limit: int, cursor: str | None
+    ) -> Page[JobWithProgress]:
+        before = decode_cursor(cursor, int)
+        jobs = list(await self.jobs.newest_first(filters, limit + 1, before))
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        progress = await self.jobs.progress([j.id for j in jobs])
+        next_cursor = encode_cursor(jobs[-1].seq) if more else None
+        return Page([JobWithProgress(j, progress[j.id]) for j in jobs], next_cursor)
+
+    async def targets(
+        self, job_id: str, status: str | None, limit: int, cursor: str | None
+    ) -> Page[JobTarget]:
+        after = decode_cursor(cursor, int)
+        await self._job(job_id)
+        rows = list(await self.jobs.targets(job_id, status, limit + 1, after))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(rows[-1].position) if more else None)
+
+    async def _job(self, job_id: str) -> Job:
+        job = await self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"No job with id '{job_id}'.")
+        return job
+
+    async def _replay(self, request: NewJob, caller: str, key: str) -> JobWithProgress | None:
+        earlier = await self.jobs.find_by_idempotency_key(caller, key)
+        if earlier is None:
+            return None
+        if earlier.request_hash != request.fingerprint:
+            raise InvalidRequestError.of(
+                "Idempotency-Key",
+                f"this key was used for job {earlier.id} with a different request body; "
+                "use a new key for a new request",
+            )
+        return JobWithProgress(earlier, (await self.jobs.progress([earlier.id]))[earlier.id])
+
+    async def _own_account(self) -> str:
+        try:
+            return await self.own_account()
+        except Exception as error:
+            raise UnavailableError(
+                "Could not determine the service's own AWS account to use as the source; "
+                "pass source_account_id or try again."
+            ) from error
+
+    def _verify(self, request: NewJob) -> bool:
+        if request.verify and not self.policy.destination_role_configured:
+            raise InvalidRequestError.of(
+                "verify",
+                "verification needs a destination role, and AMISHARE_DESTINATION_ROLE_NAME "
+                "is not set on this service",
+            )
+        if request.verify is None:
+            return self.policy.destination_role_configured
+        return request.verify
+
+    def _check_copy(self, request: NewJob) -> None:
+        if request.copy is None:
+            return
+        if not self.policy.destination_role_configured:
+            raise InvalidRequestError.of(
+                "copy",
+                "copying into destinations needs a destination role, and "
+                "AMISHARE_DESTINATION_ROLE_NAME is not set on this service",
+            )
+        raise InvalidRequestError.of(
+            "copy", "copying into destinations is not available in this version of amishare"
+        )
+
+    def _targets(self, request: NewJob, source_account_id: str) -> list[Principal]:
+        """The job's principals in request order, duplicates folded, every rule checked."""
+        errors: list[FieldError] = []
+        principals: list[Principal] = []
+        seen: set[str] = set()
+        groups = [
+            ("account_ids", request.account_ids, PrincipalType.ACCOUNT),
+            ("organization_arns", request.organization_arns, PrincipalType.ORGANIZATION),
+            (
+                "organizational_unit_arns",
+                request.organizational_unit_arns,
+                PrincipalType.ORGANIZATIONAL_UNIT,
+            ),
+        ]
+        for field, values, kind in groups:
+            for index, value in enumerate(values):
+                where = f"{field}[{index}]"
+                if kind is PrincipalType.ACCOUNT and value == source_account_id:
+                    errors.append(FieldError(where, "the source account cannot be a destination"))
+                elif not self._allowed(value):
+                    errors.append(
+                        FieldError(where, "not among this service's allowed destinations")
+                    )
+                elif kind is not PrincipalType.ACCOUNT and request.kms_access is KmsAccess.GRANT:
+                    errors.append(
+                        FieldError(
+                            where,
+                            "KMS grants go to accounts only; use kms_access 'key_policy' "
+                            "for organizations and OUs",
+                        )
+                    )
+                if value not in seen:
+                    seen.add(value)
+                    principals.append(Principal(value, kind))
+        if not principals:
+            errors.append(FieldError("account_ids", "give at least one destination"))
+        if len(principals) > MAX_TARGETS:
+            errors.append(
+                FieldError("account_ids", f"at most {MAX_TARGETS} destinations in one job")
+            )
+        if errors:
+            raise InvalidRequestError("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+        return principals
+
+    def _allowed(self, principal: str) -> bool:
+        allowed = self.policy.allowed_destinations
+        return allowed is None or any(fnmatchcase(principal, pattern) for pattern in allowed)
+
+
+def _fresh_progress(total: int) -> Progress:
+    progress: Progress = Progress()
+    progress[TargetStatus.PENDING] = total
+    return progress

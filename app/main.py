@@ -1,0 +1,89 @@
+"""create_app(): routers, error handlers, and a lifespan that owns the engine, the AWS gateway
+and the embedded worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app.api.auth import TokenBook
+from app.api.problems import install_problem_handlers
+from app.api.routes import jobs, ops
+from app.aws.boto_gateway import BotoAwsGateway
+from app.aws.gateway import AwsGateway
+from app.config import Settings
+from app.db.engine import make_engine, make_session_factory
+from app.db.locks import PostgresKeyLocks, ProcessKeyLocks
+from app.jobs.service import JobPolicy
+from app.worker.executor import Executor
+from app.worker.locks import KeyLocks
+from app.worker.runner import Worker
+from app.worker.settings import executor_settings, worker_settings
+
+log = logging.getLogger(__name__)
+API_VERSION = "1.0.0"
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Stable operation ids: the route function's name (create_job, get_job, …)."""
+    return route.name
+
+
+def create_app(settings: Settings | None = None, gateway: AwsGateway | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessions = make_session_factory(engine)
+        aws: AwsGateway = gateway or BotoAwsGateway.from_settings(settings)
+        locks: KeyLocks = ProcessKeyLocks() if settings.is_sqlite else PostgresKeyLocks(engine)
+        app.state.engine = engine
+        app.state.sessions = sessions
+        app.state.tokens = TokenBook(settings.api_tokens)
+        app.state.own_account = aws.own_account_id
+        app.state.job_policy = JobPolicy(
+            destination_role_configured=bool(settings.destination_role_name),
+            allowed_destinations=settings.allowed_destinations,
+        )
+        worker: Worker | None = None
+        stop = asyncio.Event()
+        worker_task: asyncio.Task[None] | None = None
+        if settings.embedded_worker:
+            executor = Executor(aws, locks, executor_settings(settings))
+            worker = Worker(sessions, executor, worker_settings(settings))
+            worker_task = asyncio.create_task(worker.run(stop), name="embedded worker")
+        app.state.worker = worker
+        app.state.wake_worker = worker.wake if worker else _nothing
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if gateway is None and isinstance(aws, BotoAwsGateway):
+                await aws.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="amishare",
+        version=API_VERSION,
+        summary="Share and revoke KMS-encrypted AMIs across AWS accounts, as durable jobs.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    install_problem_handlers(app)
+    app.include_router(ops.router)
+    app.include_router(jobs.router)
+    return app
+
+
+def _nothing() -> None:
+    return None
