@@ -12,6 +12,7 @@ from aiobotocore.config import AioConfig
 
 from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import (
+    AwsGateway,
     Change,
     DestinationAccount,
     ImageInfo,
@@ -430,3 +431,7 @@ def launch_permission_item(principal: Principal) -> LaunchPermissionTypeDef:
 def request_id(response: Any) -> str | None:
     found: str | None = response.get("ResponseMetadata", {}).get("RequestId")
     return found
+
+
+def _satisfies_the_protocol(gateway: BotoAwsGateway) -> AwsGateway:
+    return gateway  # mypy checks here that BotoAwsGateway is an AwsGateway

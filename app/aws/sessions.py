@@ -43,7 +43,8 @@ _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError)
 def client_config(*, max_pool_connections: int = 64) -> AioConfig:
     """botocore `standard` retries (AWS.md): jittered backoff on throttling and 5xx, 3 attempts."""
     return AioConfig(
-        retries={"mode": "standard", "max_attempts": 3},
+        # total_max_attempts counts the first try; botocore reads `max_attempts` as retries (+1).
+        retries={"mode": "standard", "total_max_attempts": 3},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=30,
@@ -183,7 +184,9 @@ class AccountClients:
             return self._clients[service]
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
+        async with self._lock:
+            self._clients.clear()  # a later call opens fresh clients instead of closed ones
+            await self._stack.aclose()
 
     async def __aenter__(self) -> Self:
         return self
