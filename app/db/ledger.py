@@ -9,7 +9,8 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.db.models import Share
+from app.db.models import Job, JobTarget, Share
+from app.domain.types import Action, JobStatus, TargetStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,47 @@ class ShareLedger:
             col(Share.region) == region, col(Share.principal).in_(principals)
         )
         return (await self.session.execute(query)).scalars().all()
+
+    async def of_principals(
+        self, image_id: str, region: str, principals: Sequence[str]
+    ) -> Sequence[Share]:
+        query = select(Share).where(
+            col(Share.image_id) == image_id,
+            col(Share.region) == region,
+            col(Share.principal).in_(principals),
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def key_users_elsewhere(
+        self, image_id: str, region: str, key_arn: str, principals: Sequence[str], job_id: str
+    ) -> set[tuple[str, str]]:
+        """(principal, kms_access) pairs among `principals` that still need `key_arn` for
+        something other than this image: an active share of another image, or a share job
+        not yet finished (it may be about to need the key; keeping access is the safe side)."""
+        shares = select(col(Share.principal), col(Share.kms_access), col(Share.kms_key_ids)).where(
+            col(Share.region) == region,
+            col(Share.image_id) != image_id,
+            col(Share.principal).in_(principals),
+        )
+        users = {
+            (principal, kms_access)
+            for principal, kms_access, key_ids in (await self.session.execute(shares)).all()
+            if key_arn in key_ids
+        }
+        pending = (
+            select(col(JobTarget.principal), col(Job.kms_access))
+            .join(Job, col(Job.id) == col(JobTarget.job_id))
+            .where(
+                col(Job.action) == Action.SHARE,
+                col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+                col(Job.id) != job_id,
+                col(Job.region) == region,
+                col(JobTarget.principal).in_(principals),
+                col(JobTarget.status).in_([TargetStatus.PENDING, TargetStatus.RUNNING]),
+            )
+        )
+        users |= {(p, k) for p, k in (await self.session.execute(pending)).all()}
+        return users
 
     async def page(
         self, filters: ShareFilter, limit: int, after: tuple[str, str, str] | None

@@ -58,6 +58,9 @@ class TargetLog:
     async def succeed(self, principals: Sequence[str], step: Step) -> None:
         await self._update(principals, status=TargetStatus.SUCCEEDED, step=step)
 
+    async def cancel(self, principals: Sequence[str], note: str) -> None:
+        await self._update(principals, status=TargetStatus.CANCELLED, note=note)
+
     async def note(self, principals: Sequence[str], note: str) -> None:
         await self._update(principals, note=note)
 

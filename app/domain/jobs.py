@@ -21,6 +21,17 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerShare:
+    """What the ledger knows of one active share: how key access was given, and to what."""
+
+    principal: Principal
+    kms_access: KmsAccess
+    kms_key_ids: tuple[str, ...]
+    snapshot_ids: tuple[str, ...]
+    grant_ids: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class ShareRecord:
     """One ledger row: this principal can use this image, through these keys and snapshots."""
 

@@ -14,7 +14,8 @@ from app.domain.types import Action
 from app.worker.locks import KeyLocks
 from app.worker.recorder import JobRecorder
 from app.worker.retry import RetryPolicy
-from app.worker.share import ProcedureSettings, ShareProcedure
+from app.worker.revoke import RevokeProcedure, RevokeSettings
+from app.worker.share import JobCancelledError, ProcedureSettings, ShareProcedure
 from app.worker.verification import Verifier, VerifySettings
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,17 @@ class Executor:
             if spec.action is Action.SHARE:
                 await self._share(recorder).run(spec, targets)
             else:
-                raise NotImplementedError(spec.action)
+                await self._revoke(recorder).run(spec, targets)
+        except JobCancelledError:
+            log.info("job cancelled", extra={"job_id": spec.job_id})
         except JobFailedError as failure:
             log.warning("job failed", extra={"job_id": spec.job_id, "code": failure.code})
             return failure
         return None
+
+    def _revoke(self, recorder: JobRecorder) -> RevokeProcedure:
+        settings = RevokeSettings(self.settings.target_concurrency, self.settings.retry)
+        return RevokeProcedure(self.gateway, self.locks, recorder, settings)
 
     def _share(self, recorder: JobRecorder) -> ShareProcedure:
         verifier = Verifier(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import partial
+from typing import Protocol, TypeVar
 
 from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import ImageInfo, KeyInfo, SnapshotInfo, SourceAccount
@@ -55,7 +56,7 @@ async def inspect_image(source: SourceAccount, image_id: str, retry: RetryPolicy
         )
     snapshots = await _source_call(retry, lambda: source.describe_snapshots(image.snapshot_ids))
     key_ids = sorted({s.kms_key_id for s in snapshots if s.encrypted and s.kms_key_id})
-    keys = [await _source_call(retry, lambda k=k: source.describe_key(k)) for k in key_ids]  # type: ignore[misc]
+    keys = [await _source_call(retry, partial(source.describe_key, k)) for k in key_ids]
     managed = [k.key_arn for k in keys if k.is_aws_managed]
     if managed:
         raise JobFailedError(
@@ -85,3 +86,17 @@ def source_failure(error: AwsCallError) -> JobFailedError:
     return JobFailedError(
         JobErrorCode.AWS_ERROR, f"{error.operation} failed ({error.code}): {error.message}"
     )
+
+
+class _Reader(Protocol):
+    source: SourceAccount
+
+    async def read(self, call: Callable[[], Awaitable[T]]) -> T: ...
+
+
+async def key_arns_of_image(steps: _Reader, image: ImageInfo) -> list[str]:
+    """The customer-managed keys behind an image's snapshots (for taking access back)."""
+    snapshots = await steps.read(lambda: steps.source.describe_snapshots(image.snapshot_ids))
+    key_ids = sorted({s.kms_key_id for s in snapshots if s.encrypted and s.kms_key_id})
+    keys = [await steps.read(partial(steps.source.describe_key, k)) for k in key_ids]
+    return [k.key_arn for k in keys if not k.is_aws_managed]

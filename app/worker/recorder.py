@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from app.aws.gateway import Change
-from app.domain.jobs import ShareRecord
+from app.domain.jobs import LedgerShare, ShareRecord
 from app.domain.principals import Principal
-from app.domain.types import Step
+from app.domain.types import KmsAccess, Step
 
 
 class JobRecorder(Protocol):
@@ -23,6 +23,8 @@ class JobRecorder(Protocol):
     async def succeed(self, principals: Sequence[Principal], step: Step) -> None: ...
 
     async def note(self, principals: Sequence[Principal], note: str) -> None: ...
+
+    async def cancel(self, principals: Sequence[Principal], note: str) -> None: ...
 
     async def changed(self, change: Change) -> None:
         """An AWS modification succeeded: the audit trail gets it."""
@@ -41,5 +43,15 @@ class JobRecorder(Protocol):
     async def record_shares(self, shares: Sequence[ShareRecord]) -> None: ...
 
     async def forget_shares(self, principals: Sequence[Principal]) -> None: ...
+
+    async def ledger(self, principals: Sequence[Principal]) -> dict[Principal, LedgerShare]:
+        """The active shares of this job's image to these principals."""
+        ...
+
+    async def key_users_elsewhere(
+        self, key_arn: str, principals: Sequence[Principal]
+    ) -> set[tuple[str, KmsAccess]]:
+        """Which of these principals still need the key, and how, for anything but this image."""
+        ...
 
     async def cancel_requested(self) -> bool: ...

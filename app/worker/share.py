@@ -7,41 +7,26 @@ current state and applies the difference, so running it again after a crash is h
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from app.aws.errors import AwsCallError, ErrorKind
-from app.aws.gateway import AwsGateway, Change, SourceAccount
-from app.domain.errors import JobErrorCode, JobFailedError, TargetErrorCode
-from app.domain.jobs import JobSpec, ShareRecord
-from app.domain.key_policy import (
-    KEY_POLICY_MAX_BYTES,
-    grant_in_policy,
-    grantee_of,
-    grantees_in_policy,
-    parse_policy,
-    policy_size,
-    render_policy,
-)
+from app.aws.gateway import AwsGateway, SourceAccount
+from app.domain.jobs import JobSpec, LedgerShare, ShareRecord
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
-from app.worker.batching import apply_isolating_rejects, chunked
-from app.worker.inspection import Inspection, inspect_image, source_failure
+from app.worker.inspection import Inspection, inspect_image
 from app.worker.locks import KeyLocks
 from app.worker.recorder import JobRecorder
-from app.worker.retry import RetryPolicy, with_retries
+from app.worker.retry import RetryPolicy
+from app.worker.revoke import release_key_access
+from app.worker.steps import Rejected, SourceSteps
 from app.worker.verification import Verifier
 
-T = TypeVar("T")
-
-SNAPSHOT_BATCH = 500  # ModifySnapshotAttribute takes at most 500 user IDs per call
-LAUNCH_PERMISSION_BATCH = 500
 SNAPSHOT_ORG_NOTE = (
     "Snapshots not shared: AWS has no organization or OU form of createVolumePermission. "
     "Launching works; copying the AMI needs snapshot access granted per account."
 )
+CANCELLED_NOTE = "Cancelled before this destination was finished; changes made for it were undone."
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +35,19 @@ class ProcedureSettings:
     retry: RetryPolicy
 
 
-def target_error_code(error: AwsCallError) -> TargetErrorCode:
-    return {
-        ErrorKind.INVALID_PRINCIPAL: TargetErrorCode.INVALID_ACCOUNT_ID,
-        ErrorKind.ACCESS_DENIED: TargetErrorCode.ACCESS_DENIED,
-        ErrorKind.THROTTLED: TargetErrorCode.THROTTLED,
-    }.get(error.kind, TargetErrorCode.AWS_ERROR)
+@dataclass
+class ShareProgress:
+    """The targets still going, and the grants made for them."""
+
+    live: list[Principal]
+    grants: dict[Principal, dict[str, str]] = field(default_factory=dict)
+
+    def drop(self, rejected: Rejected) -> None:
+        self.live = [p for p in self.live if p not in rejected]
 
 
-def shares_snapshots(spec: JobSpec, principal: Principal) -> bool:
-    return spec.share_snapshots and principal.is_account
-
-
-def grant_name(account_id: str) -> str:
-    """The same name for the same grantee: a retried CreateGrant lands on the same grant."""
-    return f"amishare-{account_id}"
+class JobCancelledError(Exception):
+    """The job was cancelled; the targets still live were undone and recorded."""
 
 
 class ShareProcedure:
@@ -82,27 +65,30 @@ class ShareProcedure:
         self.verifier = verifier
         self.settings = settings
 
-    @property
-    def retry(self) -> RetryPolicy:
-        return self.settings.retry
+    def _steps(self, source: SourceAccount) -> SourceSteps:
+        return SourceSteps(
+            source,
+            self.recorder,
+            self.locks,
+            self.settings.retry,
+            self.settings.target_concurrency,
+        )
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         await self.recorder.start(targets)
-        live = list(targets)
+        progress = ShareProgress(list(targets))
         async with self.gateway.source(spec.source_account_id, spec.region) as source:
-            found = await inspect_image(source, spec.image_id, self.retry)
-            grants: dict[Principal, dict[str, str]] = {}
-            if spec.kms_access is KmsAccess.KEY_POLICY and found.keys:
-                live = await self._key_policies(source, found, live)
-            elif spec.kms_access is KmsAccess.GRANT and found.keys:
-                live, grants = await self._grants(source, found, live)
-            if spec.share_snapshots:
-                live = await self._snapshot_permissions(source, found, live)
-            live = await self._launch_permission(source, spec.image_id, live)
+            steps = self._steps(source)
+            found = await inspect_image(source, spec.image_id, self.settings.retry)
+            await self._grant_source_side(steps, spec, found, progress)
         if spec.verify and self.verifier is not None:
-            await self.recorder.reach(live, Step.VERIFY)
-            live = await self.verifier.verify(spec, found.key_arns, live)
-        await self.recorder.reach(live, Step.LEDGER)
+            await self.recorder.reach(progress.live, Step.VERIFY)
+            passed, unchecked = await self.verifier.verify(spec, found.key_arns, progress.live)
+            if unchecked:  # cancelled while verifying: the verified ones are done
+                progress.live = [p for p in progress.live if p in unchecked]
+                await self._undo(spec, found, progress)
+            progress.live = passed
+        await self.recorder.reach(progress.live, Step.LEDGER)
         await self.recorder.record_shares(
             [
                 ShareRecord(
@@ -111,181 +97,78 @@ class ShareProcedure:
                     snapshot_ids=found.snapshot_ids
                     if spec.share_snapshots and p.is_account
                     else (),
-                    grant_ids=grants.get(p, {}),
+                    grant_ids=progress.grants.get(p, {}),
                 )
-                for p in live
+                for p in progress.live
             ]
         )
-        await self.recorder.succeed(live, Step.LEDGER)
+        await self.recorder.succeed(progress.live, Step.LEDGER)
 
-    async def _fail_rejected(self, rejected: dict[Principal, AwsCallError], step: Step) -> None:
-        by_error: dict[tuple[TargetErrorCode, str], list[Principal]] = {}
-        for principal, error in rejected.items():
-            code = target_error_code(error)
-            message = f"AWS refused {principal.value} in {error.operation}: {error.message}"
-            by_error.setdefault((code, message), []).append(principal)
-        for (code, message), principals in by_error.items():
-            await self.recorder.fail(principals, step, code, message)
-
-    async def _source(self, call: Callable[[], Awaitable[T]]) -> T:
-        """A source-side read: retried, and a job-level failure if it still fails."""
-        try:
-            return await with_retries(self.retry, call)
-        except AwsCallError as error:
-            raise source_failure(error) from error
-
-    async def _change(
-        self,
-        api: str,
-        resource: str,
-        batch: Sequence[Principal],
-        call: Callable[[], Awaitable[Change]],
+    async def _grant_source_side(
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, progress: ShareProgress
     ) -> None:
-        """A source-side modification: retried, and audited whether it lands or not."""
-        try:
-            change = await with_retries(self.retry, call)
-        except AwsCallError as error:
-            await self._change_failed(api, resource, batch, error)
-            raise
-        await self.recorder.changed(change)
-
-    async def _change_failed(
-        self, api: str, resource: str, batch: Sequence[Principal], error: AwsCallError
-    ) -> None:
-        await self.recorder.change_failed(
-            api, resource, [p.value for p in batch], error.code, error.message, error.request_id
-        )
-
-    async def _isolate(
-        self,
-        principals: Sequence[Principal],
-        apply: Callable[[Sequence[Principal]], Awaitable[None]],
-    ) -> dict[Principal, AwsCallError]:
-        """Apply in one batch, isolating principals AWS rejects; other errors stop the job."""
-        try:
-            return await apply_isolating_rejects(principals, apply)
-        except AwsCallError as error:
-            raise source_failure(error) from error
-
-    # Step 2: key access through the key policy — one read and one write per key.
-    async def _key_policies(
-        self, source: SourceAccount, found: Inspection, live: list[Principal]
-    ) -> list[Principal]:
-        await self.recorder.reach(live, Step.KMS_ACCESS)
-        rejected: dict[Principal, AwsCallError] = {}
-        for key_arn in found.key_arns:
-            rejected |= await self._merge_into_key_policy(source, key_arn, live)
-        await self._fail_rejected(rejected, Step.KMS_ACCESS)
-        return [p for p in live if p not in rejected]
-
-    async def _merge_into_key_policy(
-        self, source: SourceAccount, key_arn: str, principals: list[Principal]
-    ) -> dict[Principal, AwsCallError]:
-        async with self.locks.hold(f"kms-key:{key_arn}"):
-            text = await self._source(lambda: source.get_key_policy(key_arn))
-            policy = parse_policy(text)
-
-            async def put(batch: Sequence[Principal]) -> None:
-                nonlocal policy
-                present = grantees_in_policy(policy)
-                if all(grantee_of(p) in present for p in batch):
-                    return  # already there (a resumed job): nothing to change
-                merged = grant_in_policy(policy, batch)
-                if policy_size(merged) > KEY_POLICY_MAX_BYTES:
-                    raise JobFailedError(
-                        JobErrorCode.KEY_POLICY_TOO_LARGE,
-                        f"The policy of {key_arn} would be {policy_size(merged)} bytes with these "
-                        f"destinations; AWS allows {KEY_POLICY_MAX_BYTES}. Use kms_access 'grant', "
-                        "or share with an organization or OU instead of many accounts.",
-                    )
-                await self._change(
-                    "kms:PutKeyPolicy",
-                    key_arn,
-                    batch,
-                    lambda: source.put_key_policy(
-                        key_arn, render_policy(merged), [p.value for p in batch]
-                    ),
-                )
-                policy = merged
-
-            return await self._isolate(principals, put)
-
-    # Step 2, the other way: one grant per destination account and key.
-    async def _grants(
-        self, source: SourceAccount, found: Inspection, live: list[Principal]
-    ) -> tuple[list[Principal], dict[Principal, dict[str, str]]]:
-        await self.recorder.reach(live, Step.KMS_ACCESS)
-        grants: dict[Principal, dict[str, str]] = {}
-        rejected: dict[Principal, AwsCallError] = {}
-        bound = asyncio.Semaphore(self.settings.target_concurrency)
-
-        async def grant(principal: Principal, key_arn: str) -> None:
-            async with bound:
-                try:
-                    grant_id, change = await with_retries(
-                        self.retry,
-                        lambda: source.create_grant(
-                            key_arn, principal.value, grant_name(principal.value)
-                        ),
-                    )
-                except AwsCallError as error:
-                    await self._change_failed("kms:CreateGrant", key_arn, [principal], error)
-                    rejected[principal] = error
-                    return
-                await self.recorder.changed(change)
-                grants.setdefault(principal, {})[key_arn] = grant_id
-
-        accounts = [p for p in live if p.is_account]
-        async with asyncio.TaskGroup() as group:
-            for principal in accounts:
+        if found.keys and spec.kms_access is not KmsAccess.NONE:
+            await self._checkpoint(steps, spec, found, progress)
+            await self.recorder.reach(progress.live, Step.KMS_ACCESS)
+            if spec.kms_access is KmsAccess.KEY_POLICY:
+                rejected: Rejected = {}
                 for key_arn in found.key_arns:
-                    group.create_task(grant(principal, key_arn))
-        await self._fail_rejected(rejected, Step.KMS_ACCESS)
-        return [p for p in live if p not in rejected], grants
+                    rejected |= await steps.grant_key_policy(key_arn, progress.live)
+            else:
+                accounts = [p for p in progress.live if p.is_account]
+                progress.grants, rejected = await steps.create_grants(found.key_arns, accounts)
+            await steps.fail_rejected(rejected, Step.KMS_ACCESS)
+            progress.drop(rejected)
+        if spec.share_snapshots:
+            await self._checkpoint(steps, spec, found, progress)
+            await self.recorder.reach(progress.live, Step.SNAPSHOTS)
+            accounts = [p for p in progress.live if p.is_account]
+            rejected = await steps.add_snapshot_permission(found.snapshot_ids, accounts)
+            organizations = [p for p in progress.live if not p.is_account]
+            if organizations:
+                await self.recorder.note(organizations, SNAPSHOT_ORG_NOTE)
+            await steps.fail_rejected(rejected, Step.SNAPSHOTS)
+            progress.drop(rejected)
+        await self._checkpoint(steps, spec, found, progress)
+        await self.recorder.reach(progress.live, Step.LAUNCH_PERMISSION)
+        rejected = await steps.add_launch_permission(spec.image_id, progress.live)
+        await steps.fail_rejected(rejected, Step.LAUNCH_PERMISSION)
+        progress.drop(rejected)
 
-    # Step 3: createVolumePermission — one call per snapshot per 500 accounts.
-    async def _snapshot_permissions(
-        self, source: SourceAccount, found: Inspection, live: list[Principal]
-    ) -> list[Principal]:
-        await self.recorder.reach(live, Step.SNAPSHOTS)
-        accounts = [p for p in live if p.is_account]
-        rejected: dict[Principal, AwsCallError] = {}
-        for snapshot_id in found.snapshot_ids:
-            for chunk in chunked(accounts, SNAPSHOT_BATCH):
+    async def _checkpoint(
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, progress: ShareProgress
+    ) -> None:
+        """Between steps: if the job was cancelled, undo what was done and stop."""
+        if await self.recorder.cancel_requested():
+            await self._undo_with(steps, spec, found, progress)
+            raise JobCancelledError
 
-                async def add(batch: Sequence[Principal], snapshot_id: str = snapshot_id) -> None:
-                    await self._change(
-                        "ec2:ModifySnapshotAttribute",
-                        snapshot_id,
-                        batch,
-                        lambda: source.add_snapshot_permission(
-                            snapshot_id, [p.value for p in batch]
-                        ),
+    async def _undo(self, spec: JobSpec, found: Inspection, progress: ShareProgress) -> None:
+        async with self.gateway.source(spec.source_account_id, spec.region) as source:
+            await self._undo_with(self._steps(source), spec, found, progress)
+
+    async def _undo_with(
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, progress: ShareProgress
+    ) -> None:
+        """Take back, in reverse order, what this job (in this or an earlier attempt) gave the
+        live targets, and record them cancelled. A target the ledger already shows as shared
+        had its access before this job: it keeps it. So does key access another share needs."""
+        earlier = await self.recorder.ledger(progress.live)
+        undo = [p for p in progress.live if p not in earlier]
+        if undo:
+            await steps.remove_launch_permission(spec.image_id, undo)
+            accounts = [p for p in undo if p.is_account]
+            if spec.share_snapshots:
+                await steps.remove_snapshot_permission(found.snapshot_ids, accounts)
+            if spec.kms_access is not KmsAccess.NONE:
+                ledger = {
+                    p: LedgerShare(
+                        p, spec.kms_access, found.key_arns, (), progress.grants.get(p, {})
                     )
-
-                rejected |= await self._isolate([p for p in chunk if p not in rejected], add)
-        organizations = [p for p in live if not p.is_account]
-        if organizations:
-            await self.recorder.note(organizations, SNAPSHOT_ORG_NOTE)
-        await self._fail_rejected(rejected, Step.SNAPSHOTS)
-        return [p for p in live if p not in rejected]
-
-    # Step 4: launch permission — one call per 500 principals.
-    async def _launch_permission(
-        self, source: SourceAccount, image_id: str, live: list[Principal]
-    ) -> list[Principal]:
-        await self.recorder.reach(live, Step.LAUNCH_PERMISSION)
-        rejected: dict[Principal, AwsCallError] = {}
-        for chunk in chunked(live, LAUNCH_PERMISSION_BATCH):
-
-            async def add(batch: Sequence[Principal]) -> None:
-                await self._change(
-                    "ec2:ModifyImageAttribute",
-                    image_id,
-                    batch,
-                    lambda: source.add_launch_permission(image_id, batch),
+                    for p in undo
+                }
+                await release_key_access(
+                    steps, self.recorder, found.key_arns, undo, ledger, spec.kms_access
                 )
-
-            rejected |= await self._isolate(chunk, add)
-        await self._fail_rejected(rejected, Step.LAUNCH_PERMISSION)
-        return [p for p in live if p not in rejected]
+        await self.recorder.cancel(progress.live, CANCELLED_NOTE)
+        progress.live = []

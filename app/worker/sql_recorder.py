@@ -14,9 +14,9 @@ from app.db.events import EventLog
 from app.db.ledger import ShareLedger
 from app.db.models import Job, JobEvent, Share
 from app.db.targets import TargetLog
-from app.domain.jobs import JobSpec, ShareRecord
+from app.domain.jobs import JobSpec, LedgerShare, ShareRecord
 from app.domain.principals import Principal
-from app.domain.types import Step
+from app.domain.types import KmsAccess, Step
 
 
 def _values(principals: Sequence[Principal]) -> list[str]:
@@ -53,6 +53,10 @@ class SqlJobRecorder:
     async def note(self, principals: Sequence[Principal], note: str) -> None:
         async with self.sessions.begin() as session:
             await self._targets(session).note(_values(principals), note)
+
+    async def cancel(self, principals: Sequence[Principal], note: str) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).cancel(_values(principals), note)
 
     async def changed(self, change: Change) -> None:
         event = JobEvent(
@@ -111,6 +115,32 @@ class SqlJobRecorder:
             await ShareLedger(session).forget(
                 self.spec.image_id, self.spec.region, _values(principals)
             )
+
+    async def ledger(self, principals: Sequence[Principal]) -> dict[Principal, LedgerShare]:
+        by_value = {p.value: p for p in principals}
+        async with self.sessions() as session:
+            rows = await ShareLedger(session).of_principals(
+                self.spec.image_id, self.spec.region, list(by_value)
+            )
+        return {
+            by_value[row.principal]: LedgerShare(
+                principal=by_value[row.principal],
+                kms_access=KmsAccess(row.kms_access),
+                kms_key_ids=tuple(row.kms_key_ids),
+                snapshot_ids=tuple(row.snapshot_ids),
+                grant_ids=dict(row.grant_ids),
+            )
+            for row in rows
+        }
+
+    async def key_users_elsewhere(
+        self, key_arn: str, principals: Sequence[Principal]
+    ) -> set[tuple[str, KmsAccess]]:
+        async with self.sessions() as session:
+            users = await ShareLedger(session).key_users_elsewhere(
+                self.spec.image_id, self.spec.region, key_arn, _values(principals), self.spec.job_id
+            )
+        return {(principal, KmsAccess(access)) for principal, access in users}
 
     async def cancel_requested(self) -> bool:
         async with self.sessions() as session:

@@ -44,14 +44,20 @@ class Verifier:
 
     async def verify(
         self, spec: JobSpec, key_arns: Sequence[str], live: Sequence[Principal]
-    ) -> list[Principal]:
-        """The principals that passed; failures are recorded in batches as they come."""
+    ) -> tuple[list[Principal], list[Principal]]:
+        """(passed, unchecked): failures are recorded in batches as they come; `unchecked` are
+        the destinations not looked at because the job was cancelled meanwhile."""
         bound = asyncio.Semaphore(self.settings.concurrency)
         failed: dict[Principal, VerifyFailure] = {}
         unflushed: list[Principal] = []
+        unchecked: list[Principal] = []
+        cancel = CancelWatch(self.recorder)
 
         async def check(principal: Principal) -> None:
             async with bound:
+                if await cancel.requested():
+                    unchecked.append(principal)
+                    return
                 failure = await self._check_one(spec, key_arns, principal.value)
             if failure is not None:
                 failed[principal] = failure
@@ -71,7 +77,8 @@ class Verifier:
         organizations = [p for p in live if not p.is_account]
         if organizations:
             await self.recorder.note(organizations, NOT_VERIFIED_NOTE)
-        return [p for p in live if p not in failed]
+        skipped = set(unchecked)
+        return [p for p in live if p not in failed and p not in skipped], unchecked
 
     async def _flush_periodically(
         self, failed: dict[Principal, VerifyFailure], unflushed: list[Principal]
@@ -130,6 +137,25 @@ class Verifier:
             if not await with_retries(retry, lambda k=key_arn: destination.can_use_key(k)):  # type: ignore[misc]
                 return f"the key {key_arn}"
         return None
+
+
+class CancelWatch:
+    """Asks whether the job was cancelled, at most once a second however many ask."""
+
+    def __init__(self, recorder: JobRecorder, interval: float = 1.0) -> None:
+        self.recorder = recorder
+        self.interval = interval
+        self._checked_at = -interval
+        self._cancelled = False
+        self._lock = asyncio.Lock()
+
+    async def requested(self) -> bool:
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            if not self._cancelled and now - self._checked_at >= self.interval:
+                self._cancelled = await self.recorder.cancel_requested()
+                self._checked_at = now
+            return self._cancelled
 
 
 def _destination_failure(account_id: str, error: AwsCallError) -> VerifyFailure:
