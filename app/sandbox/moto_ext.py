@@ -16,7 +16,33 @@ Choices worth knowing (see also /work/shared/AWS.md):
   A matching Deny wins. Grants count when their grantee is any principal of the caller's account
   and their operations include `DescribeKey`.
 - Unknown accounts ("do not exist") come from `set_unknown_accounts()` or the comma-separated
-  env var AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS (read at import and at the first `install()`).
+  env var AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS (read at import and at the first `install()`). They
+  are refused when added (key policy, grant, launch or create-volume permission); removing an
+  account's permissions always works, so a revoke after an account was closed succeeds.
+- Beyond the brief's list, because the service relies on them: CreateGrant is idempotent by
+  Name (same parameters: same grant), only the owner may modify/describe/reset an AMI's
+  attributes once patch 4 makes shared AMIs visible, an encrypted snapshot cannot be made public
+  and an aws/ebs-encrypted snapshot cannot be shared with accounts.
+
+Rejections and the error codes chosen ([doc] AWS documentation or botocore model, [seen] seen
+from AWS or an AWS-compatible API in public sources, [guess] not confirmed):
+- PutKeyPolicy/CreateKey over 32768 bytes: LimitExceededException [doc: PutKeyPolicy's Policy
+  parameter says so].
+- PutKeyPolicy/CreateKey naming an unknown account: MalformedPolicyDocumentException "Policy
+  contains a statement with one or more invalid principals." [seen].
+- CreateGrant to an unknown account: InvalidArnException [doc: CreateGrant's error list has no
+  MalformedPolicyDocumentException; seen for not-yet-visible principals]; message [guess].
+- Launch permission / createVolumePermission for a malformed or unknown account:
+  InvalidAMIAttributeItemValue 'Invalid attribute item value "<id>" for userId item type.'
+  [seen for images; for snapshots seen from Outscale's AWS-compatible API].
+- More than 500 createVolumePermission changes: InvalidParameterValue [guess].
+- Add and Remove in one ModifySnapshotAttribute: InvalidParameterCombination [guess].
+- Sharing an aws/ebs-encrypted snapshot with an account: OperationNotPermitted [guess];
+  making an encrypted snapshot public: OperationNotPermitted "Encrypted snapshots cannot be
+  shared publicly" [seen].
+- Changing or describing attributes of another account's (shared) AMI: AuthFailure [guess].
+- Cross-account DescribeKey not allowed: AccessDeniedException [doc]; missing key:
+  NotFoundException [doc].
 """
 
 from __future__ import annotations
@@ -43,7 +69,7 @@ from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
-from moto.kms.models import KmsBackend, kms_backends
+from moto.kms.models import Key, KmsBackend, kms_backends
 from moto.kms.responses import KmsResponse
 from moto.sts.models import sts_backends
 
@@ -53,9 +79,9 @@ MAX_KEY_POLICY_BYTES = 32768
 MAX_SNAPSHOT_PERMISSION_CHANGES = 500
 INVALID_PRINCIPALS_MESSAGE = "Policy contains a statement with one or more invalid principals."
 
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
-_PRINCIPAL_ACCOUNT = re.compile(r"^arn:[\w-]+:(?:iam|sts)::(\d{12}):.+$")
-_KMS_ARN = re.compile(r"^arn:[\w-]+:kms:([\w-]+):(\d{12}):(?:key|alias)/.+$")
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_PRINCIPAL_ACCOUNT = re.compile(r"arn:[\w-]+:(?:iam|sts)::([0-9]{12}):.+")
+_KMS_ARN = re.compile(r"arn:[\w-]+:kms:([\w-]+):([0-9]{12}):(?:key|alias)/.+")
 
 _originals: dict[tuple[type, str], Any] = {}
 _install_lock = threading.Lock()
@@ -94,13 +120,13 @@ def _original(owner: type, name: str) -> Any:
 
 
 def _is_account_id(value: str) -> bool:
-    return bool(_ACCOUNT_ID.match(value))
+    return bool(_ACCOUNT_ID.fullmatch(value))
 
 
 def _principal_account(principal: str) -> str | None:
     if _is_account_id(principal):
         return principal
-    match = _PRINCIPAL_ACCOUNT.match(principal)
+    match = _PRINCIPAL_ACCOUNT.fullmatch(principal)
     return match.group(1) if match else None
 
 
@@ -159,9 +185,10 @@ def _own_image(backend: Any, ami_id: str) -> Any:
     raise InvalidAMIIdError(ami_id)
 
 
-def _check_user_ids(user_ids: Iterable[str]) -> None:
+def _check_user_ids(user_ids: Iterable[str], adding: bool) -> None:
+    """Malformed IDs are refused either way; unknown accounts only when added."""
     for user_id in user_ids:
-        if not _is_account_id(user_id) or user_id in _unknown_accounts:
+        if not _is_account_id(user_id) or (adding and user_id in _unknown_accounts):
             raise InvalidAMIAttributeItemValueError("userId", user_id)
 
 
@@ -265,9 +292,19 @@ def _grant_allows(key: Any, account_id: str, operation: str) -> bool:
     )
 
 
+def _grant_parameters(grant: Any) -> tuple[Any, ...]:
+    return (
+        grant.name,
+        grant.grantee_principal,
+        sorted(grant.operations or []),
+        grant.constraints,
+        grant.retiring_principal,
+    )
+
+
 def _foreign_key_location(key_ref: str, caller: str) -> tuple[str, str] | None:
     """(region, owner account) of a KMS ARN naming another account; None for the caller's own."""
-    match = _KMS_ARN.match(key_ref)
+    match = _KMS_ARN.fullmatch(key_ref)
     if not match or match.group(2) == caller:
         return None
     return match.group(1), match.group(2)
@@ -342,7 +379,7 @@ def _check_snapshot_share(
             "InvalidParameterValue",
             f"You can make up to {MAX_SNAPSHOT_PERMISSION_CHANGES} modifications per request.",
         )
-    _check_user_ids(users)
+    _check_user_ids(users, adding=operation == "add")
     if operation != "add":
         return
     if groups and snapshot.encrypted:
@@ -441,7 +478,7 @@ def _modify_image_attribute(
     launch_permissions_to_remove: list[dict[str, str]],
 ) -> None:
     _own_image(self, ami_id)
-    _check_user_ids(p["UserId"] for p in launch_permissions_to_add if "UserId" in p)
+    _check_user_ids((p["UserId"] for p in launch_permissions_to_add if "UserId" in p), True)
     _original(AmiBackend, "modify_image_attribute")(
         self, ami_id, launch_permissions_to_add, launch_permissions_to_remove
     )
@@ -495,6 +532,24 @@ def _create_grant(self: Any, key_id: str, grantee_principal: str, *args: Any, **
     return _original(KmsBackend, "create_grant")(self, key_id, grantee_principal, *args, **kwargs)
 
 
+# AWS: CreateGrant retried with the Name and parameters of an existing grant returns that grant.
+def _add_grant(
+    self: Any,
+    name: str,
+    grantee_principal: str,
+    operations: list[str],
+    constraints: dict[str, Any],
+    retiring_principal: str,
+) -> Any:
+    wanted = (name, grantee_principal, sorted(operations or []), constraints, retiring_principal)
+    for grant in list(self.grants.values()):
+        if name and _grant_parameters(grant) == wanted:
+            return grant
+    return _original(Key, "add_grant")(
+        self, name, grantee_principal, operations, constraints, retiring_principal
+    )
+
+
 # AWS: DescribeImageAttribute on an unknown AMI is InvalidAMIID.NotFound (400), not a crash.
 def _describe_image_attribute(self: Any, ami_id: str, attribute_name: str) -> Any:
     _own_image(self, ami_id)
@@ -536,6 +591,7 @@ _PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
     (KmsBackend, "put_key_policy", _put_key_policy),
     (KmsBackend, "create_key", _create_key),
     (KmsBackend, "create_grant", _create_grant),
+    (Key, "add_grant", _add_grant),
     (AmiBackend, "describe_image_attribute", _describe_image_attribute),
     (AmisResponse, "reset_image_attribute", _reset_image_attribute),
     (ElasticBlockStore, "reset_snapshot_attribute", _reset_snapshot_attribute),

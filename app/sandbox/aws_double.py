@@ -1,0 +1,647 @@
+"""The project's AWS double: moto (with `moto_ext`) behind a recording, fault-injecting middleware.
+
+In process:
+    double = start()                      # 127.0.0.1, free port, patches installed
+    boto3.client("ec2", endpoint_url=double.url, ...)
+    double.set_faults(throttle_rate=0.2, seed=7)
+    double.requests()                     # what the code under test called, in order
+    double.stop()
+
+Standalone (multi-process tests, benchmarks):
+    python -m app.sandbox.aws_double --port 0 --latency-ms 20 --throttle-rate 0.1
+prints `READY http://127.0.0.1:PORT` once listening and stops cleanly on SIGTERM/SIGINT.
+
+HTTP control endpoints (never AWS paths), all JSON:
+    GET    /_amishare/requests[?since=N]   recorded AWS calls with index >= N
+    DELETE /_amishare/requests             forget them
+    GET    /_amishare/faults               current FaultConfig
+    PUT    /_amishare/faults               replace it (fields of FaultConfig; missing = default)
+    GET    /_amishare/unknown-accounts     accounts that "do not exist"
+    PUT    /_amishare/unknown-accounts     replace them (JSON list of account IDs)
+    POST   /_amishare/reset                moto state, requests, faults, unknown accounts
+
+Faults: `latency_ms` delays every AWS call. `throttle_rate` (0..1) answers mutating calls (or
+all calls with `throttle_all_calls`) with the service's throttling error: EC2
+`RequestLimitExceeded` (503, XML), KMS `ThrottlingException` (400, JSON), STS `Throttling` (400,
+XML). `error_rate` answers with a 500 (`InternalError`; KMS: `KMSInternalException`).
+`actions`, when not empty, limits throttling and 5xx to those action names. `deny_accounts`:
+every call by those accounts gets `UnauthorizedOperation` (EC2, 403) / `AccessDeniedException`
+(KMS) / `AccessDenied` (STS, 403). `deny_assume_role_into`: STS `AssumeRole` into a role of
+those accounts gets `AccessDenied`. Decisions draw from `random.Random(seed)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+from xml.sax.saxutils import escape
+
+from moto.core.parse import PROTOCOL_PARSERS, RequestDict
+from moto.core.utils import get_service_model
+from moto.iam.models import get_account_id_from
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.datastructures import Headers, MultiDict
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from app.sandbox import moto_ext
+
+CONTROL_PREFIX = "/_amishare/"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+LOAD_DEFAULT_AMIS_ENV = "MOTO_EC2_LOAD_DEFAULT_AMIS"
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([\w-]+)/([\w-]+)/aws4_request")
+_ROLE_ACCOUNT = re.compile(r"^arn:[\w-]+:iam::(\d{12}):role/")
+_READ_PREFIXES = ("Describe", "Get", "List")
+_NOT_MUTATING = frozenset(
+    {
+        "AssumeRole",
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateRandom",
+        "ReEncrypt",
+        "Sign",
+        "Verify",
+    }
+)
+_STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
+def is_mutating(action: str) -> bool:
+    """Whether an AWS action changes state (the calls `throttle_rate` applies to by default)."""
+    return bool(action) and not action.startswith(_READ_PREFIXES) and action not in _NOT_MUTATING
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and records
+# --------------------------------------------------------------------------------------------
+
+
+def _string_tuple(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be a list of strings")
+    return tuple(str(item) for item in value)
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("throttle_all_calls must be true or false")
+    return value
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    latency_ms: float = 0.0
+    throttle_rate: float = 0.0
+    throttle_all_calls: bool = False
+    error_rate: float = 0.0
+    actions: tuple[str, ...] = ()
+    deny_accounts: tuple[str, ...] = ()
+    deny_assume_role_into: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("latency_ms", "throttle_rate", "error_rate"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("actions", "deny_accounts", "deny_assume_role_into"):
+            object.__setattr__(self, name, _string_tuple(name, getattr(self, name)))
+        object.__setattr__(self, "throttle_all_calls", _boolean(self.throttle_all_calls))
+        object.__setattr__(self, "seed", int(self.seed))
+        for name in ("throttle_rate", "error_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must not be negative")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FaultConfig:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One AWS call that reached the double. `params` is set for mutating calls and AssumeRole."""
+
+    index: int
+    timestamp: float
+    account: str
+    service: str
+    action: str
+    region: str
+    mutating: bool
+    params: dict[str, Any] | None
+    status: int
+    fault: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _AwsCall:
+    account: str
+    service: str
+    action: str
+    region: str
+    params: dict[str, Any] | None  # only for mutating calls and AssumeRole
+
+    @property
+    def mutating(self) -> bool:
+        return is_mutating(self.action)
+
+
+@dataclass(frozen=True)
+class _Fault:
+    name: str
+    status: int
+    code: str
+    message: str
+
+
+# --------------------------------------------------------------------------------------------
+# Reading requests
+# --------------------------------------------------------------------------------------------
+
+
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return bytes(body)
+
+
+def _caller_account(environ: WSGIEnvironment, access_key: str) -> str:
+    """The account moto will act as (same precedence as moto's BaseResponse)."""
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return str(environ["HTTP_X_MOTO_ACCOUNT_ID"])
+    return str(get_account_id_from(access_key))
+
+
+def _query_params(service: str, action: str, form: dict[str, str]) -> dict[str, Any]:
+    """Structured parameters (as boto3 names them), parsed with moto's own request parser."""
+    try:
+        model = get_service_model(service)
+        parser = PROTOCOL_PARSERS[str(model.protocol)](model.operation_model(action))
+        request = RequestDict(
+            method="POST",
+            values=MultiDict(form),
+            headers=Headers(),
+            body=b"",
+            url_path="/",
+            url_params={},
+        )
+        return dict(parser.parse(request))
+    except Exception:  # any model/parse failure: keep the raw form fields
+        return {k: v for k, v in form.items() if k not in ("Action", "Version")}
+
+
+def _json_params(body: bytes) -> dict[str, Any]:
+    try:
+        loaded = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _keeps_params(action: str) -> bool:
+    return is_mutating(action) or action == "AssumeRole"
+
+
+def _describe_call(environ: WSGIEnvironment) -> _AwsCall:
+    body = _read_body(environ)
+    match = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    access_key, region, service = match.groups() if match else ("AKIAEXAMPLE", "", "")
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        action = target.rsplit(".", 1)[-1]
+        params = _json_params(body) if _keeps_params(action) else None
+    else:
+        form = dict(parse_qsl(str(environ.get("QUERY_STRING", ""))))
+        form.update(parse_qsl(body.decode("utf-8", "replace")))
+        action = form.get("Action", "")
+        params = _query_params(service, action, form) if _keeps_params(action) else None
+    account = _caller_account(environ, access_key)
+    return _AwsCall(account, service, action, region, params)
+
+
+# --------------------------------------------------------------------------------------------
+# Error bodies in each service's wire format
+# --------------------------------------------------------------------------------------------
+
+
+def _error_body(service: str, code: str, message: str) -> tuple[str, bytes]:
+    request_id = str(uuid.uuid4())
+    if service == "kms":
+        body = json.dumps({"__type": code, "message": message})
+        return "application/x-amz-json-1.1", body.encode()
+    error = f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+    if service == "ec2":
+        errors = f"<Errors><Error>{error}</Error></Errors>"
+        xml = f"<Response>{errors}<RequestID>{request_id}</RequestID></Response>"
+    else:
+        xml = (
+            f'<ErrorResponse xmlns="{_STS_NAMESPACE}"><Error><Type>Sender</Type>{error}</Error>'
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+    return "text/xml", f'<?xml version="1.0" encoding="UTF-8"?>\n{xml}'.encode()
+
+
+def _throttle_fault(service: str) -> _Fault:
+    if service == "ec2":
+        return _Fault("throttle", 503, "RequestLimitExceeded", "Request limit exceeded.")
+    code = "ThrottlingException" if service == "kms" else "Throttling"
+    return _Fault("throttle", 400, code, "Rate exceeded")
+
+
+def _server_fault(service: str) -> _Fault:
+    code = "KMSInternalException" if service == "kms" else "InternalError"
+    return _Fault("error", 500, code, "We encountered an internal error. Please try again.")
+
+
+def _deny_fault(call: _AwsCall) -> _Fault:
+    if call.service == "ec2":
+        message = "You are not authorized to perform this operation."
+        return _Fault("deny", 403, "UnauthorizedOperation", message)
+    action = f"{call.service}:{call.action}"
+    message = f"User: arn:aws:iam::{call.account}:root is not authorized to perform: {action}"
+    if call.service == "kms":
+        return _Fault("deny", 400, "AccessDeniedException", message)
+    return _Fault("deny", 403, "AccessDenied", message)
+
+
+def _assume_role_target(call: _AwsCall) -> str | None:
+    if call.service != "sts" or call.action != "AssumeRole":
+        return None
+    match = _ROLE_ACCOUNT.match(str((call.params or {}).get("RoleArn", "")))
+    return match.group(1) if match else None
+
+
+# --------------------------------------------------------------------------------------------
+# State shared by the middleware and the Python API
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DoubleControl:
+    """Request log, fault configuration and the seeded RNG behind the middleware."""
+
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    _records: list[RecordedRequest] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def set_faults(self, config: FaultConfig) -> None:
+        with self._lock:
+            self.faults = config
+            self._rng = random.Random(config.seed)
+
+    def requests(self, since: int = 0) -> list[RecordedRequest]:
+        with self._lock:
+            return self._records[max(since, 0) :]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def record(self, call: _AwsCall, started: float, status: int, fault: str | None) -> None:
+        with self._lock:
+            self._records.append(
+                RecordedRequest(
+                    index=len(self._records),
+                    timestamp=started,
+                    account=call.account,
+                    service=call.service,
+                    action=call.action,
+                    region=call.region,
+                    mutating=call.mutating,
+                    params=call.params,
+                    status=status,
+                    fault=fault,
+                )
+            )
+
+    def choose_fault(self, call: _AwsCall) -> _Fault | None:
+        config = self.faults
+        if call.account in config.deny_accounts:
+            return _deny_fault(call)
+        if _assume_role_target(call) in config.deny_assume_role_into:
+            role_arn = (call.params or {}).get("RoleArn")
+            message = f"Not authorized to perform sts:AssumeRole on {role_arn}"
+            return _Fault("deny", 403, "AccessDenied", message)
+        if config.actions and call.action not in config.actions:
+            return None
+        if (call.mutating or config.throttle_all_calls) and self._draw(config.throttle_rate):
+            return _throttle_fault(call.service)
+        if self._draw(config.error_rate):
+            return _server_fault(call.service)
+        return None
+
+    def _draw(self, rate: float) -> bool:
+        if rate <= 0.0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+
+# --------------------------------------------------------------------------------------------
+# The middleware
+# --------------------------------------------------------------------------------------------
+
+
+def _json_response(data: object, status: int = 200) -> Response:
+    return Response(json.dumps(data, default=str), status=status, mimetype="application/json")
+
+
+class AwsDoubleMiddleware:
+    """WSGI middleware around moto's app: control endpoints, request log, fault injection."""
+
+    def __init__(self, app: WSGIApplication, control: DoubleControl) -> None:
+        self.app = app
+        self.control = control
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(environ, start_response)
+        if path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        return self._aws(environ, start_response)
+
+    def _aws(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.time()
+        call = _describe_call(environ)
+        latency_ms = self.control.faults.latency_ms
+        if latency_ms > 0:
+            time.sleep(latency_ms / 1000.0)
+        fault = self.control.choose_fault(call)
+        if fault is not None:
+            self.control.record(call, started, fault.status, fault.name)
+            return self._fault(call, fault, start_response)
+        statuses: list[int] = []
+
+        def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            statuses.append(int(status.split(" ", 1)[0]))
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, recording_start_response)
+        self.control.record(call, started, statuses[0] if statuses else 0, None)
+        return result
+
+    @staticmethod
+    def _fault(call: _AwsCall, fault: _Fault, start_response: StartResponse) -> Iterable[bytes]:
+        content_type, body = _error_body(call.service, fault.code, fault.message)
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ]
+        start_response(f"{fault.status} {HTTPStatus(fault.status).phrase}", headers)
+        return [body]
+
+    def _control(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            response = self._control_response(request)
+        except (ValueError, TypeError) as exc:
+            response = _json_response({"error": str(exc)}, status=400)
+        return response(environ, start_response)
+
+    def _control_response(self, request: Request) -> Response:
+        route = (request.method, request.path[len(CONTROL_PREFIX) :].strip("/"))
+        control = self.control
+        if route == ("GET", "requests"):
+            since = int(request.args.get("since", "0"))
+            return _json_response([r.to_json() for r in control.requests(since)])
+        if route == ("DELETE", "requests"):
+            control.clear_requests()
+            return _json_response({"cleared": True})
+        if route == ("GET", "faults"):
+            return _json_response(control.faults.to_json())
+        if route == ("PUT", "faults"):
+            control.set_faults(FaultConfig.from_json(_json_object(request)))
+            return _json_response(control.faults.to_json())
+        if route == ("GET", "unknown-accounts"):
+            return _json_response(sorted(moto_ext.unknown_accounts()))
+        if route == ("PUT", "unknown-accounts"):
+            moto_ext.set_unknown_accounts(_json_account_list(request))
+            return _json_response(sorted(moto_ext.unknown_accounts()))
+        if route == ("POST", "reset"):
+            reset_everything(control)
+            return _json_response({"reset": True})
+        return _json_response({"error": f"no control endpoint {route[0]} {request.path}"}, 404)
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    data = json.loads(request.get_data() or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data
+
+
+def _json_account_list(request: Request) -> list[str]:
+    data = json.loads(request.get_data() or b"[]")
+    if not isinstance(data, list):
+        raise ValueError("expected a JSON list of account IDs")
+    return [str(a) for a in data]
+
+
+def reset_moto() -> None:
+    """Forget every AWS resource in every account and region (patches stay installed)."""
+    moto_api_backend.reset()
+
+
+def reset_everything(control: DoubleControl) -> None:
+    reset_moto()
+    control.clear_requests()
+    control.set_faults(FaultConfig())
+    moto_ext.set_unknown_accounts(())
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------
+
+
+def build_app(control: DoubleControl) -> AwsDoubleMiddleware:
+    """moto's server app (as ThreadedMotoServer builds it) wrapped in the middleware."""
+    return AwsDoubleMiddleware(DomainDispatcherApplication(create_backend_app), control)
+
+
+class AwsDouble:
+    """A running double: `url`, the request log, faults, reset and stop."""
+
+    def __init__(self, server: BaseWSGIServer, control: DoubleControl) -> None:
+        self._server = server
+        self.control = control
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="amishare-aws-double", daemon=True
+        )
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def serve_in_background(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def requests(self, since: int = 0) -> list[RecordedRequest]:
+        return self.control.requests(since)
+
+    def clear_requests(self) -> None:
+        self.control.clear_requests()
+
+    def faults(self) -> FaultConfig:
+        return self.control.faults
+
+    def set_faults(self, config: FaultConfig | None = None, **settings: Any) -> FaultConfig:
+        """Replace the fault configuration: a FaultConfig, or its fields as keywords."""
+        new = replace(config or FaultConfig(), **settings) if settings else config or FaultConfig()
+        self.control.set_faults(new)
+        return new
+
+    def set_unknown_accounts(self, ids: Iterable[str]) -> None:
+        moto_ext.set_unknown_accounts(ids)
+
+    def reset(self) -> None:
+        """Fresh double: no AWS resources, no recorded requests, no faults, no unknown accounts."""
+        reset_everything(self.control)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _QuietRequestHandler(MotoRequestHandler):
+    """moto's request handler without werkzeug's one-line-per-request access log."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+def start(
+    port: int = 0,
+    host: str = "127.0.0.1",
+    faults: FaultConfig | None = None,
+    load_default_amis: bool | None = None,
+) -> AwsDouble:
+    """Install the moto patches and serve the double on a loopback address in a thread.
+
+    moto's ~1300 public AMIs per account and region are not loaded unless `load_default_amis`
+    (or MOTO_EC2_LOAD_DEFAULT_AMIS=true when it is None): they cost 0.25 s per new account.
+    """
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"the AWS double binds to loopback only, not {host!r}")
+    moto_ext.install()
+    if load_default_amis is None:
+        os.environ.setdefault(LOAD_DEFAULT_AMIS_ENV, "false")
+    else:
+        os.environ[LOAD_DEFAULT_AMIS_ENV] = "true" if load_default_amis else "false"
+    control = DoubleControl()
+    control.set_faults(faults or FaultConfig())
+    server = make_server(
+        host, port, build_app(control), threaded=True, request_handler=_QuietRequestHandler
+    )
+    double = AwsDouble(server, control)
+    double.serve_in_background()
+    return double
+
+
+# --------------------------------------------------------------------------------------------
+# Standalone process
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="amishare's AWS double (moto + extension)")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1", choices=sorted(LOOPBACK_HOSTS))
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--throttle-rate", type=float, default=0.0)
+    parser.add_argument("--throttle-all-calls", action="store_true")
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unknown-accounts", default="", help="comma-separated account IDs")
+    parser.add_argument("--load-default-amis", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    faults = FaultConfig(
+        latency_ms=args.latency_ms,
+        throttle_rate=args.throttle_rate,
+        throttle_all_calls=args.throttle_all_calls,
+        error_rate=args.error_rate,
+        seed=args.seed,
+    )
+    load_default_amis = True if args.load_default_amis else None
+    double = start(args.port, args.host, faults, load_default_amis=load_default_amis)
+    if args.unknown_accounts:
+        moto_ext.set_unknown_accounts(a for a in args.unknown_accounts.split(",") if a)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    print(f"READY {double.url}", flush=True)
+    while not stopping.wait(0.5):
+        pass
+    double.stop()
+
+
+if __name__ == "__main__":
+    main()
