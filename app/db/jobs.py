@@ -6,12 +6,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Job, JobTarget
-from app.domain.types import TargetStatus
+from app.db.types import utcnow
+from app.domain.types import JobStatus, Step, TargetStatus
 
 Progress = Counter[TargetStatus]
 
@@ -67,6 +68,72 @@ class JobRepository:
             key, value = filters.label
             query = query.where(Job.__table__.c.labels[key].as_string() == value)  # type: ignore[attr-defined]
         return (await self.session.execute(query)).scalars().all()
+
+    async def cancel_queued(self, job_id: str) -> bool:
+        """Cancel a job no worker has claimed yet; False if it is not queued any more."""
+        now = utcnow()
+        cancelled = await self.session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.status) == JobStatus.QUEUED)
+            .values(
+                status=JobStatus.CANCELLED,
+                cancel_requested=True,
+                finished_at=now,
+                updated_at=now,
+                version=col(Job.version) + 1,
+            )
+        )
+        if not cancelled.rowcount:  # type: ignore[attr-defined]
+            return False
+        await self.session.execute(
+            update(JobTarget)
+            .where(
+                col(JobTarget.job_id) == job_id,
+                col(JobTarget.status).in_([TargetStatus.PENDING, TargetStatus.RUNNING]),
+            )
+            .values(status=TargetStatus.CANCELLED, updated_at=now)
+        )
+        return True
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Ask the worker running the job to stop at its next step boundary."""
+        await self.session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id, col(Job.status) == JobStatus.RUNNING)
+            .values(cancel_requested=True, updated_at=utcnow(), version=col(Job.version) + 1)
+        )
+
+    async def requeue_failed(self, job_id: str) -> bool:
+        """Failed targets back to pending and the job back to the queue, in one transaction."""
+        now = utcnow()
+        requeued = await self.session.execute(
+            update(JobTarget)
+            .where(col(JobTarget.job_id) == job_id, col(JobTarget.status) == TargetStatus.FAILED)
+            .values(
+                status=TargetStatus.PENDING,
+                step=Step.PENDING,
+                error_code=None,
+                error_message=None,
+                updated_at=now,
+            )
+        )
+        if not requeued.rowcount:  # type: ignore[attr-defined]
+            return False
+        await self.session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id)
+            .values(
+                status=JobStatus.QUEUED,
+                finished_at=None,
+                error_code=None,
+                error_message=None,
+                cancel_requested=False,
+                attempts=0,
+                updated_at=now,
+                version=col(Job.version) + 1,
+            )
+        )
+        return True
 
     async def progress(self, job_ids: Sequence[str]) -> dict[str, Progress]:
         """Target counts by status for each job, in one query."""

@@ -41,6 +41,7 @@ class TargetLog:
             attempts=col(JobTarget.attempts) + 1,
             error_code=None,
             error_message=None,
+            note=None,
         )
 
     async def reach(self, principals: Sequence[str], step: Step) -> None:
@@ -62,7 +63,9 @@ class TargetLog:
         await self._update(principals, status=TargetStatus.CANCELLED, note=note)
 
     async def note(self, principals: Sequence[str], note: str) -> None:
-        await self._update(principals, note=note)
+        """Add to what a person should know about these targets."""
+        earlier = func.coalesce(col(JobTarget.note) + " ", "")
+        await self._update(principals, note=earlier + note)
 
     async def fail_unfinished(self, code: str, message: str) -> None:
         """The job stopped: every target not yet finished fails with the job's reason."""

@@ -14,6 +14,13 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_MAX_INT = 2**63 - 1  # a database BIGINT: a larger number is not a cursor this API gave out
+
+
+def not_a_cursor() -> InvalidRequestError:
+    return InvalidRequestError.of("cursor", "not a cursor this API gave out", location="query")
+
+
 def decode_cursor(cursor: str | None, expect: type) -> Any:
     if cursor is None:
         return None
@@ -21,9 +28,14 @@ def decode_cursor(cursor: str | None, expect: type) -> Any:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidRequestError.of("cursor", "not a cursor this API gave out") from error
-    if expect is tuple and isinstance(value, list):
+        raise not_a_cursor() from error
+    if expect is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise not_a_cursor()
         return tuple(value)
-    if not isinstance(value, expect):
-        raise InvalidRequestError.of("cursor", "not a cursor this API gave out")
+    # bool is an int to isinstance(); a JSON `true` was never a cursor.
+    if isinstance(value, bool) or not isinstance(value, expect):
+        raise not_a_cursor()
+    if isinstance(value, int) and not 0 <= value <= _MAX_INT:
+        raise not_a_cursor()
     return value

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class FieldError:
     field: str
     message: str
+    location: str = "body"  # body | query | header | path
 
 
 class ServiceError(Exception):
@@ -28,8 +29,8 @@ class InvalidRequestError(ServiceError):
     slug = "validation"
 
     @classmethod
-    def of(cls, field: str, message: str) -> InvalidRequestError:
-        return cls(f"{field}: {message}", [FieldError(field, message)])
+    def of(cls, field: str, message: str, location: str = "body") -> InvalidRequestError:
+        return cls(f"{field}: {message}", [FieldError(field, message, location)])
 
 
 class NotFoundError(ServiceError):

@@ -11,12 +11,19 @@ from typing import Generic, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.events import EventLog
 from app.db.jobs import JobFilter, JobRepository, Progress
-from app.db.models import Job, JobTarget
+from app.db.models import Job, JobEvent, JobTarget
 from app.domain.principals import Principal
-from app.domain.types import JobStatus, KmsAccess, PrincipalType, Step, TargetStatus
+from app.domain.types import Action, JobStatus, KmsAccess, PrincipalType, Step, TargetStatus
 from app.jobs.cursors import decode_cursor, encode_cursor
-from app.jobs.errors import FieldError, InvalidRequestError, NotFoundError, UnavailableError
+from app.jobs.errors import (
+    ConflictError,
+    FieldError,
+    InvalidRequestError,
+    NotFoundError,
+    UnavailableError,
+)
 from app.jobs.requests import NewJob
 
 T = TypeVar("T")
@@ -135,6 +142,37 @@ class JobService:
         rows = rows[:limit]
         return Page(rows, encode_cursor(rows[-1].position) if more else None)
 
+    async def cancel(self, job_id: str) -> JobWithProgress:
+        """A queued job is cancelled now; a running one at its next step boundary, where what
+        it changed for unfinished targets is undone and recorded."""
+        job = await self._job(job_id)
+        if JobStatus(job.status).is_finished:
+            raise ConflictError(
+                f"Job {job_id} is already {job.status}; there is nothing to cancel."
+            )
+        if not await self.jobs.cancel_queued(job_id):
+            await self.jobs.request_cancel(job_id)
+        return await self.get(job_id)
+
+    async def retry(self, job_id: str) -> JobWithProgress:
+        """Queue a finished job's failed targets again, in the same job."""
+        job = await self._job(job_id)
+        if not JobStatus(job.status).is_finished:
+            raise ConflictError(
+                f"Job {job_id} is {job.status}; only a finished job can be retried."
+            )
+        if not await self.jobs.requeue_failed(job_id):
+            raise ConflictError(f"Job {job_id} has no failed targets to retry.")
+        return await self.get(job_id)
+
+    async def events(self, job_id: str, limit: int, cursor: str | None) -> Page[JobEvent]:
+        after = decode_cursor(cursor, int)
+        await self._job(job_id)
+        rows = list(await EventLog(self.session).page(job_id, limit + 1, after))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(rows[-1].id) if more else None)
+
     async def _job(self, job_id: str) -> Job:
         job = await self.jobs.get(job_id)
         if job is None:
@@ -150,6 +188,7 @@ class JobService:
                 "Idempotency-Key",
                 f"this key was used for job {earlier.id} with a different request body; "
                 "use a new key for a new request",
+                location="header",
             )
         return JobWithProgress(earlier, (await self.jobs.progress([earlier.id]))[earlier.id])
 
@@ -163,6 +202,12 @@ class JobService:
             ) from error
 
     def _verify(self, request: NewJob) -> bool:
+        if request.action is Action.REVOKE:
+            if request.verify:
+                raise InvalidRequestError.of(
+                    "verify", "a revoke is not verified in the destinations; leave it unset"
+                )
+            return False
         if request.verify and not self.policy.destination_role_configured:
             raise InvalidRequestError.of(
                 "verify",
