@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, cast
 
 import aioboto3
 from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
 
 from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import (
@@ -20,6 +21,7 @@ from app.aws.gateway import (
     SnapshotInfo,
     SourceAccount,
 )
+from app.aws.role_clients import SharedRoleClients, acting_as
 from app.aws.sessions import (
     ROLE_SESSION_NAME,
     AccountClients,
@@ -34,7 +36,9 @@ from app.domain.principals import Principal, account
 from app.domain.types import PrincipalType
 
 if TYPE_CHECKING:
+    from types_aiobotocore_ec2 import EC2Client
     from types_aiobotocore_ec2.type_defs import ImageTypeDef, LaunchPermissionTypeDef
+    from types_aiobotocore_kms import KMSClient
     from types_aiobotocore_kms.literals import GrantOperationType
     from types_aiobotocore_sts import STSClient
     from types_aiobotocore_sts.type_defs import AssumeRoleRequestTypeDef
@@ -76,7 +80,8 @@ class BotoAwsGateway:
         config: AioConfig | None = None,
         on_call: CallObserver | None = None,
     ) -> None:
-        self._session = aioboto3.Session()
+        core = AioSession()
+        self._session = aioboto3.Session(botocore_session=core)
         self._endpoint_url = endpoint_url
         self._source_role_name = source_role_name
         self._destination_role_name = destination_role_name
@@ -92,6 +97,11 @@ class BotoAwsGateway:
             credentials=None,
         )
         self._own_account_id: str | None = None
+        self._role_clients = SharedRoleClients(
+            endpoint_url=endpoint_url,
+            config=client_config(max_pool_connections=512),
+            loader_from=core,
+        )
 
     @classmethod
     def from_settings(
@@ -128,12 +138,17 @@ class BotoAwsGateway:
         if not self._destination_role_name:
             raise ValueError("AMISHARE_DESTINATION_ROLE_NAME is not set")
         credentials = await self._assume_role(account_id, self._destination_role_name)
-        async with self._clients(region, credentials) as clients:
-            yield BotoDestinationAccount(account_id, clients, self._calls)
+        # Shared clients signing as this role within this task: no client built per destination.
+        with acting_as(credentials):
+            yield BotoDestinationAccount(
+                account_id, _RegionOf(self._role_clients, region), self._calls
+            )
 
     async def aclose(self) -> None:
-        """Closes the shared STS client; account clients close with their contexts."""
+        """Closes the shared STS and destination clients; source clients close with their
+        contexts."""
         await self._sts_clients.aclose()
+        await self._role_clients.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -361,10 +376,30 @@ class BotoSourceAccount:
         )
 
 
+class _DestinationClients(Protocol):
+    async def ec2(self) -> EC2Client: ...
+
+    async def kms(self) -> KMSClient: ...
+
+
+class _RegionOf:
+    """The shared role clients of one region, as a destination account uses them."""
+
+    def __init__(self, clients: SharedRoleClients, region: str) -> None:
+        self._shared = clients
+        self._region = region
+
+    async def ec2(self) -> EC2Client:
+        return await self._shared.ec2(self._region)
+
+    async def kms(self) -> KMSClient:
+        return await self._shared.kms(self._region)
+
+
 class BotoDestinationAccount:
     """A destination account, seen through the destination role."""
 
-    def __init__(self, account_id: str, clients: AccountClients, calls: CallRecorder) -> None:
+    def __init__(self, account_id: str, clients: _DestinationClients, calls: CallRecorder) -> None:
         self.account_id = account_id
         self._clients = clients
         self._calls = calls
