@@ -4,8 +4,42 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+# What the current task is working on: every log line of job work carries it.
+_job_id: ContextVar[str | None] = ContextVar("amishare_job_id", default=None)
+_destination: ContextVar[str | None] = ContextVar("amishare_destination", default=None)
+
+
+def bind_job(job_id: str) -> None:
+    """From here on, this task's log lines (and its child tasks') carry `job_id`. A task runs
+    in its own copy of the context, so this ends with the task."""
+    _job_id.set(job_id)
+
+
+@contextmanager
+def destination_context(principal: str) -> Iterator[None]:
+    token = _destination.set(principal)
+    try:
+        yield
+    finally:
+        _destination.reset(token)
+
+
+class WorkContextFilter(logging.Filter):
+    """Adds `job_id` and `destination` from the task's context to each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, var in (("job_id", _job_id), ("destination", _destination)):
+            value = var.get()
+            if value is not None and not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged too.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -42,6 +76,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(WorkContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

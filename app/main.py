@@ -8,19 +8,22 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app.api.auth import TokenBook
-from app.api.problems import install_problem_handlers
-from app.api.routes import jobs, ops
+from app.api.problems import PROBLEM_JSON, install_problem_handlers
+from app.api.routes import jobs, ops, shares
+from app.api.routes import metrics as metrics_route
 from app.aws.boto_gateway import BotoAwsGateway
 from app.aws.gateway import AwsGateway
 from app.config import Settings
 from app.db.engine import make_engine, make_session_factory
 from app.db.locks import PostgresKeyLocks, ProcessKeyLocks
 from app.jobs.service import JobPolicy
+from app.metrics import Metrics
 from app.worker.executor import Executor
 from app.worker.locks import KeyLocks
 from app.worker.runner import Worker
@@ -37,13 +40,17 @@ def _operation_id(route: APIRoute) -> str:
 
 def create_app(settings: Settings | None = None, gateway: AwsGateway | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
         aws: AwsGateway = gateway or BotoAwsGateway.from_settings(settings)
+        if isinstance(aws, BotoAwsGateway):
+            aws.observe_calls(metrics.observe_aws_call)
         locks: KeyLocks = ProcessKeyLocks() if settings.is_sqlite else PostgresKeyLocks(engine)
+        app.state.metrics = metrics
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.tokens = TokenBook(settings.api_tokens)
@@ -81,8 +88,29 @@ def create_app(settings: Settings | None = None, gateway: AwsGateway | None = No
     )
     install_problem_handlers(app)
     app.include_router(ops.router)
+    app.include_router(metrics_route.router)
     app.include_router(jobs.router)
+    app.include_router(shares.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _problems_as_problem_json(FastAPI.openapi(app))
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _problems_as_problem_json(spec: dict[str, Any]) -> None:
+    """FastAPI documents a response model as application/json; error answers are sent as
+    application/problem+json, so that is the media type their schema belongs to."""
+    for path in spec.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[:1] in ("4", "5") and "application/json" in content:
+                    schema = content.pop("application/json")
+                    content.setdefault(PROBLEM_JSON, {}).update(schema)
 
 
 def _nothing() -> None:

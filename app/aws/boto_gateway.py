@@ -116,6 +116,10 @@ class BotoAwsGateway:
             on_call=on_call,
         )
 
+    def observe_calls(self, on_call: CallObserver) -> None:
+        """Also report every AWS call (api, outcome, seconds) to `on_call`: the metrics."""
+        self._calls.add_observer(on_call)
+
     async def own_account_id(self) -> str:
         if self._own_account_id is None:
             sts = await self._sts()

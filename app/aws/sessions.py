@@ -116,7 +116,10 @@ class CallRecorder:
     """Turns botocore failures into AwsCallError and reports every call to the metrics hook."""
 
     def __init__(self, on_call: CallObserver | None = None) -> None:
-        self._on_call = on_call
+        self._observers: list[CallObserver] = [on_call] if on_call else []
+
+    def add_observer(self, on_call: CallObserver) -> None:
+        self._observers.append(on_call)
 
     @contextmanager
     def call(self, operation: str) -> Iterator[None]:
@@ -134,13 +137,12 @@ class CallRecorder:
             self._report(operation, outcome, time.perf_counter() - started)
 
     def _report(self, operation: str, outcome: str, seconds: float) -> None:
-        if self._on_call is None:
-            return
-        try:
-            self._on_call(operation, outcome, seconds)
-        except Exception:
-            # A broken metrics hook must never fail the AWS step it measures.
-            logger.exception("on_call hook failed for %s", operation)
+        for observer in self._observers:
+            try:
+                observer(operation, outcome, seconds)
+            except Exception:
+                # A broken metrics hook must never fail the AWS step it measures.
+                logger.exception("on_call hook failed for %s", operation)
 
 
 class AccountClients:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -17,6 +18,8 @@ from app.db.targets import TargetLog
 from app.domain.jobs import JobSpec, LedgerShare, ShareRecord
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
+
+log = logging.getLogger(__name__)
 
 
 def _values(principals: Sequence[Principal]) -> list[str]:
@@ -59,6 +62,15 @@ class SqlJobRecorder:
             await self._targets(session).cancel(_values(principals), note)
 
     async def changed(self, change: Change) -> None:
+        log.info(
+            "aws change",
+            extra={
+                "api": change.api,
+                "resource": change.resource,
+                "principals": len(change.principals),
+                "aws_request_id": change.request_id,
+            },
+        )
         event = JobEvent(
             job_id=self.spec.job_id,
             api=change.api,
@@ -79,6 +91,10 @@ class SqlJobRecorder:
         message: str,
         request_id: str | None,
     ) -> None:
+        log.warning(
+            "aws change refused",
+            extra={"api": api, "resource": resource, "code": code, "aws_request_id": request_id},
+        )
         event = JobEvent(
             job_id=self.spec.job_id,
             api=api,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,9 +14,11 @@ from app.domain.errors import TargetErrorCode
 from app.domain.jobs import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import Step
+from app.logs import destination_context
 from app.worker.recorder import JobRecorder
 from app.worker.retry import RetryPolicy, with_retries
 
+log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
 NOT_VERIFIED_NOTE = "Not verified: an organization or OU has no single account to look from."
 
@@ -58,7 +61,13 @@ class Verifier:
                 if await cancel.requested():
                     unchecked.append(principal)
                     return
-                failure = await self._check_one(spec, key_arns, principal.value)
+                with destination_context(principal.value):
+                    failure = await self._check_one(spec, key_arns, principal.value)
+                    if failure is not None:
+                        log.warning(
+                            "destination check failed",
+                            extra={"code": failure.code, "detail": failure.message},
+                        )
             if failure is not None:
                 failed[principal] = failure
                 unflushed.append(principal)
