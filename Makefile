@@ -37,5 +37,9 @@ test: lint typecheck pytest ## Install, lint, type-check and run every test (SQL
 openapi: install ## Regenerate the committed OpenAPI spec
 	$(BIN)/python scripts/export_openapi.py
 
+bench: install ## Fan-out, polling, intake and memory benchmarks (prints tables; minutes)
+	$(BIN)/python -m bench.fanout --latency-ms $(or $(LATENCY_MS),50)
+	$(BIN)/python -m bench.service_load
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache amishare.db*

@@ -40,6 +40,10 @@ class JobRepository:
         result = await self.session.execute(select(Job).where(col(Job.id) == job_id))
         return result.scalar_one_or_none()
 
+    async def version(self, job_id: str) -> int | None:
+        query = select(col(Job.version)).where(col(Job.id) == job_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def find_by_idempotency_key(self, created_by: str, key: str) -> Job | None:
         query = select(Job).where(
             col(Job.created_by) == created_by, col(Job.idempotency_key) == key

@@ -116,10 +116,12 @@ class JobService:
         job = await self._job(job_id)
         return JobWithProgress(job, (await self.jobs.progress([job.id]))[job.id])
 
-    async def version(self, job_id: str) -> tuple[str, int]:
+    async def version(self, job_id: str) -> int:
         """The job's version, cheap: answers a conditional GET without counting targets."""
-        job = await self._job(job_id)
-        return job.id, job.version
+        version = await self.jobs.version(job_id)
+        if version is None:
+            raise NotFoundError(f"No job with id '{job_id}'.")
+        return version
 
     async def list_jobs(
         self, filters: JobFilter, limit: int, cursor: str | None

@@ -386,12 +386,32 @@ def _json_response(data: object, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status=status, mimetype="application/json")
 
 
+# Services whose requests the middleware routes straight to moto's app for that service.
+_DISPATCH_CACHED_SERVICES = frozenset({"ec2", "kms", "sts"})
+
+
 class AwsDoubleMiddleware:
     """WSGI middleware around moto's app: control endpoints, request log, fault injection."""
 
     def __init__(self, app: WSGIApplication, control: DoubleControl) -> None:
         self.app = app
         self.control = control
+        self._service_apps: dict[str, WSGIApplication] = {}
+        self._apps_lock = threading.Lock()
+
+    def _service_app(self, service: str, environ: WSGIEnvironment) -> WSGIApplication:
+        """Moto's app for one service, found once. Moto finds it anew on every request, under
+        one process-wide lock and with file-system scans: that made the double serve ~80
+        calls/s whatever the number of threads."""
+        app = self._service_apps.get(service)
+        if app is not None:
+            return app
+        get_application = getattr(self.app, "get_application", None)
+        if get_application is None or service not in _DISPATCH_CACHED_SERVICES:
+            return self.app
+        with self._apps_lock:
+            app = self._service_apps.setdefault(service, get_application(environ))
+        return app
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
@@ -417,7 +437,8 @@ class AwsDoubleMiddleware:
             statuses.append(int(status.split(" ", 1)[0]))
             return start_response(status, headers, exc_info)
 
-        result = self.app(environ, recording_start_response)
+        app = self._service_app(call.service, environ)
+        result = app(environ, recording_start_response)
         self.control.record(call, started, statuses[0] if statuses else 0, None)
         return result
 

@@ -1,0 +1,215 @@
+"""Fan-out: one share job to N destinations, against the per-account script and the lower bound.
+
+    python -m bench.fanout [--latency-ms 50] [--sizes 10,100,1000] [--script-sizes 10,100]
+
+Everything runs on loopback: the project's AWS double (moto + extension) with latency injected
+at its HTTP layer, and `amishare serve` on SQLite. The script runs in full for --script-sizes;
+for larger N its time is extrapolated from its measured time per destination (marked `~`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from app.sandbox import seed
+from bench.procs import DESTINATION_ROLE, Double, Server, amishare_server, aws_double
+from bench.script_baseline import share_like_a_script
+
+REGION = "us-east-1"
+SOURCE = seed.SOURCE_ACCOUNT_ID
+
+
+@dataclass
+class FanoutResult:
+    mode: str
+    n: int
+    seconds: float
+    succeeded: bool
+    status: str
+    source_calls: Counter[str]
+    destination_calls: Counter[str]
+    critical_path_calls: int
+
+
+def accounts(n: int) -> list[str]:
+    base = uuid.uuid4().int % 10**5
+    return [f"8{base:05d}{i:06d}" for i in range(n)]
+
+
+def run_amishare(
+    server: Server, double: Double, image: seed.SeededImage, n: int, mode: str
+) -> FanoutResult:
+    targets = accounts(n)
+    double.clear_requests()
+    with server.client() as client:
+        started = time.perf_counter()
+        answer = client.post(
+            "/v1/jobs",
+            json={
+                "action": "share",
+                "image_id": image.image_id,
+                "region": REGION,
+                "source_account_id": SOURCE,
+                "account_ids": targets,
+                "kms_access": mode,
+            },
+        )
+        answer.raise_for_status()
+        job_id = answer.json()["id"]
+        etag = None
+        while True:
+            headers = {"If-None-Match": etag} if etag else {}
+            polled = client.get(f"/v1/jobs/{job_id}", headers=headers)
+            if polled.status_code == 200:
+                etag = polled.headers.get("ETag")
+                job = polled.json()
+                if job["status"] not in ("queued", "running"):
+                    break
+            time.sleep(0.02)
+        seconds = time.perf_counter() - started
+    source, destinations, path = classify_calls(double.requests())
+    return FanoutResult(
+        mode,
+        n,
+        seconds,
+        job["progress"]["succeeded"] == n,
+        job["status"],
+        source,
+        destinations,
+        path,
+    )
+
+
+def classify_calls(requests: list[dict[str, Any]]) -> tuple[Counter[str], Counter[str], int]:
+    """Calls made in the source account and in the destinations, by API; and the sequential
+    round trips on the critical path: every source call in order (CreateGrant calls run
+    concurrently, so they count once), plus the longest chain of one destination's calls."""
+    source: Counter[str] = Counter()
+    destinations: Counter[str] = Counter()
+    per_destination: Counter[str] = Counter()
+    for request in requests:
+        api = f"{request['service']}:{request['action']}"
+        params = request.get("params") or {}
+        if api == "sts:AssumeRole" and DESTINATION_ROLE in str(params.get("RoleArn", "")):
+            destinations[api] += 1
+            per_destination[str(params["RoleArn"]).split(":")[4]] += 1
+        elif request["account"] == SOURCE:
+            source[api] += 1
+        else:
+            destinations[api] += 1
+            per_destination[request["account"]] += 1
+    sequential_source = sum(c for api, c in source.items() if api != "kms:CreateGrant")
+    if source["kms:CreateGrant"]:
+        sequential_source += 1
+    longest = max(per_destination.values(), default=0)
+    return source, destinations, sequential_source + longest
+
+
+def run_script(double: Double, key: seed.SeededKey, snapshots: int, n: int) -> float:
+    image = seed.create_encrypted_image(double.url, key.key_id, snapshot_count=snapshots)
+    return share_like_a_script(
+        double.url, image.image_id, list(image.snapshot_ids), key.key_id, accounts(n)
+    )
+
+
+def fmt_calls(calls: Counter[str]) -> str:
+    return ", ".join(f"{api.split(':')[1]}x{count}" for api, count in sorted(calls.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--throttle-rate", type=float, default=0.0)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--script-sizes", default="10,100")
+    parser.add_argument("--target-concurrency", default="128")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    script_sizes = {int(s) for s in args.script_sizes.split(",") if s}
+    latency = args.latency_ms / 1000
+
+    with (
+        aws_double() as double,
+        amishare_server(double.url, target_concurrency=args.target_concurrency) as server,
+    ):
+        key = seed.create_customer_key(double.url)
+        double.set_faults(latency_ms=args.latency_ms, throttle_rate=args.throttle_rate, seed=1)
+        results: list[FanoutResult] = []
+        script_seconds: dict[int, tuple[float, bool]] = {}
+        per_destination = None
+        for n in sizes:
+            for mode in ("key_policy", "grant"):
+                if mode == "key_policy" and n > 400:
+                    continue  # 1,000 root ARNs do not fit AWS's 32 KB key policy: see the doc
+                image = seed.create_encrypted_image(double.url, key.key_id, snapshot_count=2)
+                results.append(run_amishare(server, double, image, n, mode))
+                print(
+                    f"amishare {mode} N={n}: {results[-1].seconds:.2f}s {results[-1].status}",
+                    flush=True,
+                )
+            if n in script_sizes:
+                fresh_key = seed.create_customer_key(double.url)
+                seconds = run_script(double, fresh_key, 2, n)
+                script_seconds[n] = (seconds, False)
+                per_destination = seconds / n
+                print(f"script N={n}: {seconds:.2f}s", flush=True)
+            elif per_destination is not None:
+                script_seconds[n] = (per_destination * n, True)
+        peak = server.peak_rss_mb()
+
+    print()
+    print(
+        f"latency {args.latency_ms:.0f} ms per AWS call, throttling {args.throttle_rate:.0%}; "
+        f"2 snapshots, 1 customer-managed key; verification on"
+    )
+    header = (
+        "mode",
+        "N",
+        "amishare s",
+        "script s",
+        "script/amishare",
+        "amishare/lower bound",
+        "source calls",
+        "destination calls",
+        "all ok",
+    )
+    rows = []
+    for r in results:
+        script, estimated = script_seconds.get(r.n, (float("nan"), False))
+        bound = r.critical_path_calls * latency
+        versus_bound = f"{r.seconds / bound:.2f}x" if bound else "n/a (no latency)"
+        rows.append(
+            (
+                r.mode,
+                str(r.n),
+                f"{r.seconds:.2f}",
+                ("~" if estimated else "") + f"{script:.1f}",
+                ("~" if estimated else "") + f"{script / r.seconds:.1f}x",
+                f"{versus_bound} ({r.critical_path_calls} trips)",
+                fmt_calls(r.source_calls),
+                fmt_calls(r.destination_calls),
+                "yes" if r.succeeded else f"no ({r.status})",
+            )
+        )
+    print_table(header, rows)
+    print(f"\npeak RSS of amishare serve: {peak:.0f} MB")
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    print(line)
+    print("-|-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
