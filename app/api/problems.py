@@ -45,6 +45,9 @@ def _field_name(location: Sequence[Any]) -> tuple[str, str]:
     place = str(location[0]) if location else "body"
     parts = list(location[1:]) if place in ("body", "query", "path", "header") else list(location)
     name = ""
+    if place == "header" and parts:
+        # FastAPI reports a header by its lower-case alias; name it as clients send it.
+        return "-".join(word.capitalize() for word in str(parts[0]).split("-")), place
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
     return name or place, place
@@ -55,7 +58,11 @@ def _validation_errors(error: RequestValidationError) -> list[dict[str, str]]:
     for item in error.errors():
         field, place = _field_name(item.get("loc", ()))
         message = str(item.get("msg", "invalid"))
-        if item.get("type") == "string_pattern_mismatch":
+        if item.get("type") == "json_invalid":
+            # loc is ('body', <character position>): the body as a whole is not JSON.
+            field, place = "body", "body"
+            message = f"not valid JSON ({item.get('ctx', {}).get('error', 'decode error')})"
+        elif item.get("type") == "string_pattern_mismatch":
             message = f"'{item.get('input')}' is not a valid value"
         errors.append({"field": field, "message": message, "location": place})
     return errors
@@ -70,7 +77,9 @@ async def _on_validation(_request: Request, error: Exception) -> JSONResponse:
 
 async def _on_service_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)
-    errors = [{"field": e.field, "message": e.message, "location": "body"} for e in error.errors]
+    errors = [
+        {"field": e.field, "message": e.message, "location": e.location} for e in error.errors
+    ]
     return problem(
         error.status,
         error.detail,
@@ -82,6 +91,13 @@ async def _on_service_error(_request: Request, error: Exception) -> JSONResponse
 
 async def _on_http_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        # FastAPI's 400 for a body that is not UTF-8: malformed JSON like any other, so a 422.
+        message = "not valid JSON (not UTF-8)"
+        errors = [{"field": "body", "message": message, "location": "body"}]
+        return problem(
+            422, f"body: {message}", slug="validation", title="Invalid request", errors=errors
+        )
     headers = dict(error.headers) if error.headers else None
     return problem(error.status_code, str(error.detail), headers=headers)
 

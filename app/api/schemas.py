@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -48,9 +48,7 @@ class JobCreate(BaseModel):
         },
     )
 
-    action: Literal[Action.SHARE] = Field(
-        description="'share'. ('revoke' arrives with revoke jobs.)"
-    )
+    action: Action = Field(description="'share' or 'revoke'")
     image_id: str = Field(pattern=IMAGE_ID.pattern, examples=["ami-0123456789abcdef0"])
     region: str = Field(pattern=REGION.pattern, examples=["us-east-1"])
     source_account_id: AccountId | None = Field(
@@ -252,6 +250,16 @@ class EventOut(BaseModel):
             outcome=event.outcome,
             message=event.message,
         )
+
+
+class SharePage(BaseModel):
+    items: list[ShareOut]
+    next_cursor: str | None
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
 
 
 class Health(BaseModel):

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from app.domain.types import PrincipalType
 
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-_ORG_PREFIX = r"^arn:aws(?:-[a-z]+)*:organizations::(\d{12}):"
+ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+_ORG_PREFIX = r"^arn:aws(?:-[a-z]+)*:organizations::([0-9]{12}):"
 ORGANIZATION_ARN = re.compile(_ORG_PREFIX + r"organization/(o-[a-z0-9]{10,32})$")
 OU_ARN = re.compile(_ORG_PREFIX + r"ou/(o-[a-z0-9]{10,32})/(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32})$")
 IMAGE_ID = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$")
 
 
 @dataclass(frozen=True, slots=True)

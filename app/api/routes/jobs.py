@@ -9,13 +9,27 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 
 from app.api.deps import JobServiceDep, Reader, Writer
-from app.api.schemas import JobCreate, JobOut, JobPage, Problem, TargetOut, TargetPage
+from app.api.schemas import (
+    EventOut,
+    EventPage,
+    JobCreate,
+    JobOut,
+    JobPage,
+    Problem,
+    TargetOut,
+    TargetPage,
+)
 from app.db.jobs import JobFilter
+from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN
 from app.domain.types import Action, JobStatus, TargetStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JobId = Annotated[str, Path(min_length=1, max_length=64, description="A job's id")]
+# Patterns keep the values a database would refuse (a NUL byte on PostgreSQL) a 422, not a 503.
+JobId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description="A job's id")
+]
+PRINCIPAL = "|".join(p.pattern for p in (ACCOUNT_ID, ORGANIZATION_ARN, OU_ARN))
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many items")]
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of a page")]
 IdempotencyKey = Annotated[
@@ -77,7 +91,7 @@ async def get_job(
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     if if_none_match:
-        _id, version = await service.version(job_id)
+        version = await service.version(job_id)
         etag = f'"v{version}"'
         if _matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
@@ -95,10 +109,18 @@ async def list_jobs(
     _caller: Reader,
     status: Annotated[JobStatus | None, Query()] = None,
     action: Annotated[Action | None, Query()] = None,
-    image_id: Annotated[str | None, Query(max_length=32)] = None,
-    account_id: Annotated[str | None, Query(max_length=256)] = None,
+    image_id: Annotated[str | None, Query(max_length=32, pattern=IMAGE_ID.pattern)] = None,
+    account_id: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            pattern=PRINCIPAL,
+            description="Jobs with this destination: an account ID, or an organization or OU ARN",
+        ),
+    ] = None,
     label: Annotated[
-        str | None, Query(pattern=r"^[^:]+:.*$", max_length=400, description="key:value")
+        str | None,
+        Query(pattern=r"^[^:\x00]+:[^\x00]*$", max_length=400, description="key:value"),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -133,3 +155,58 @@ async def list_targets(
 ) -> TargetPage:
     page = await service.targets(job_id, status, limit, cursor)
     return TargetPage(items=[TargetOut.of(t) for t in page.items], next_cursor=page.next_cursor)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobOut,
+    responses={409: {"model": Problem, "description": "The job is already finished"}, **PROBLEMS},
+    summary="Cancel a job",
+    description="A queued job is cancelled at once. A running share stops at its next step "
+    "boundary: targets not finished become `cancelled` and what the job changed on AWS for "
+    "them is undone (key access stays where another share needs it). A running revoke "
+    "finishes, since stopping it halfway would leave access half taken back.",
+)
+async def cancel_job(job_id: JobId, service: JobServiceDep, _caller: Writer) -> JobOut:
+    found = await service.cancel(job_id)
+    return JobOut.of(found.job, found.progress)
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        409: {"model": Problem, "description": "Not finished, or nothing failed"},
+        **PROBLEMS,
+    },
+    summary="Run a finished job's failed targets again",
+)
+async def retry_job(
+    job_id: JobId, request: Request, service: JobServiceDep, _caller: Writer
+) -> JSONResponse:
+    found = await service.retry(job_id)
+    out = JobOut.of(found.job, found.progress)
+    return JSONResponse(
+        out.model_dump(mode="json", by_alias=True),
+        status_code=202,
+        background=BackgroundTask(request.app.state.wake_worker),
+    )
+
+
+@router.get(
+    "/{job_id}/events",
+    response_model=EventPage,
+    responses=PROBLEMS,
+    summary="The audit trail: every AWS change the job made, and its outcome",
+)
+async def list_events(
+    job_id: JobId,
+    service: JobServiceDep,
+    _caller: Reader,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> EventPage:
+    page = await service.events(job_id, limit, cursor)
+    return EventPage(items=[EventOut.of(e) for e in page.items], next_cursor=page.next_cursor)

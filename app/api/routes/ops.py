@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.api.problems import problem
-from app.api.schemas import Health
+from app.api.schemas import Health, Problem
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +22,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses={503: {"description": "The database does not answer"}},
+    responses={503: {"model": Problem, "description": "The database does not answer"}},
     summary="The database answers",
 )
 async def readyz(request: Request) -> JSONResponse:
