@@ -45,6 +45,7 @@ def run_amishare(
     server: Server, double: Double, image: seed.SeededImage, n: int, mode: str
 ) -> FanoutResult:
     targets = accounts(n)
+    double.open_accounts(targets)
     double.clear_requests()
     with server.client() as client:
         started = time.perf_counter()
@@ -112,8 +113,10 @@ def classify_calls(requests: list[dict[str, Any]]) -> tuple[Counter[str], Counte
 
 def run_script(double: Double, key: seed.SeededKey, snapshots: int, n: int) -> float:
     image = seed.create_encrypted_image(double.url, key.key_id, snapshot_count=snapshots)
+    targets = accounts(n)
+    double.open_accounts(targets)
     return share_like_a_script(
-        double.url, image.image_id, list(image.snapshot_ids), key.key_id, accounts(n)
+        double.url, image.image_id, list(image.snapshot_ids), key.key_id, targets
     )
 
 

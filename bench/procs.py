@@ -48,6 +48,11 @@ class Double:
     def set_faults(self, **faults: Any) -> None:
         httpx.put(f"{self.url}/_amishare/faults", json=faults, timeout=10).raise_for_status()
 
+    def open_accounts(self, accounts: list[str], region: str = "us-east-1") -> None:
+        """The destination accounts exist before the share, as real ones do (see aws_double)."""
+        body = {"accounts": accounts, "region": region}
+        httpx.put(f"{self.url}/_amishare/accounts", json=body, timeout=600).raise_for_status()
+
     def clear_requests(self) -> None:
         httpx.delete(f"{self.url}/_amishare/requests", timeout=30).raise_for_status()
 

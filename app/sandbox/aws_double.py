@@ -53,7 +53,9 @@ from xml.sax.saxutils import escape
 
 from moto.core.parse import PROTOCOL_PARSERS, RequestDict
 from moto.core.utils import get_service_model
+from moto.ec2.models import ec2_backends
 from moto.iam.models import get_account_id_from
+from moto.kms.models import kms_backends
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -480,10 +482,26 @@ class AwsDoubleMiddleware:
         if route == ("PUT", "unknown-accounts"):
             moto_ext.set_unknown_accounts(_json_account_list(request))
             return _json_response(sorted(moto_ext.unknown_accounts()))
+        if route == ("PUT", "accounts"):
+            data = _json_object(request)
+            accounts = [str(a) for a in data.get("accounts", [])]
+            open_accounts(accounts, str(data.get("region", "us-east-1")))
+            return _json_response({"opened": len(accounts)})
         if route == ("POST", "reset"):
             reset_everything(control)
             return _json_response({"reset": True})
         return _json_response({"error": f"no control endpoint {route[0]} {request.path}"}, 404)
+
+
+def open_accounts(account_ids: Iterable[str], region: str) -> None:
+    """Let these accounts exist before anything shares with them, as real accounts do: moto
+    builds an account's EC2 and KMS state (default VPC, subnets, …) on its first call, which
+    would otherwise be charged to whatever first calls from that account."""
+    for account_id in account_ids:
+        if not re.fullmatch(r"[0-9]{12}", account_id):
+            raise ValueError(f"not an account ID: {account_id!r}")
+        ec2_backends[account_id][region]
+        kms_backends[account_id][region]
 
 
 def _json_object(request: Request) -> dict[str, Any]:
@@ -571,6 +589,9 @@ class AwsDouble:
 
     def set_unknown_accounts(self, ids: Iterable[str]) -> None:
         moto_ext.set_unknown_accounts(ids)
+
+    def open_accounts(self, ids: Iterable[str], region: str = "us-east-1") -> None:
+        open_accounts(ids, region)
 
     def reset(self) -> None:
         """Fresh double: no AWS resources, no recorded requests, no faults, no unknown accounts."""
