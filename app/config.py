@@ -43,13 +43,14 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None
     source_role_name: str | None = None
     destination_role_name: str | None = None
-    external_id: str | None = Field(default=None, repr=False)
+    # STS takes 2 to 1224 characters; a shorter one would fail every AssumeRole.
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224, repr=False)
     # Region used for STS and for finding the service's own account; jobs name their own region.
     aws_default_region: str = "us-east-1"
 
     embedded_worker: bool = True
     worker_max_jobs: int = Field(default=4, ge=1, le=64)
-    target_concurrency: int = Field(default=32, ge=1, le=512)
+    target_concurrency: int = Field(default=64, ge=1, le=512)
     lease_seconds: float = Field(default=30.0, gt=1)
     poll_interval_seconds: float = Field(default=0.5, gt=0)
     max_job_attempts: int = Field(default=5, ge=1)
