@@ -18,6 +18,9 @@ install: $(BIN)/amishare ## Create .venv and install the service with its dev to
 run: install ## Install and serve the API on SQLite (./amishare.db), embedded worker included
 	$(BIN)/amishare serve --host $(HOST) --port $(PORT)
 
+sandbox: install ## Try it safely: the service on a local AWS double with demo AMIs (Ctrl-C stops)
+	$(BIN)/amishare sandbox --port $(PORT)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,4 +1,4 @@
-"""The `amishare` command: serve, worker, migrate."""
+"""The `amishare` command: serve, worker, migrate, sandbox, and the HTTP client commands."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from app.client.commands import register as register_client_commands
 from app.config import Settings
 from app.logs import configure_logging
 
@@ -53,6 +54,35 @@ def migrate() -> None:
 
     upgrade(_settings().database_url)
     typer.echo("database is up to date")
+
+
+@cli.command()
+def sandbox(
+    port: Annotated[
+        int, typer.Option(help="Port for the API on 127.0.0.1 (0: any free one)")
+    ] = 8080,
+    log_level: Annotated[str, typer.Option(help="Log level of the service")] = "WARNING",
+) -> None:
+    """Run the service against a local AWS double with demo AMIs: try amishare safely."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from app.sandbox.run import SandboxError, print_banner, run_sandbox
+
+    configure_logging(log_level)
+    console = Console(highlight=False)
+    console.print("Starting the sandbox (AWS double, demo AMIs, service)…")
+    try:
+        run_sandbox(port, ready=lambda info: print_banner(info, console))
+    except SandboxError as error:
+        console.print(f"[bold red]error:[/bold red] {escape(str(error))}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass  # interrupted while starting: everything started has been stopped
+    console.print("Sandbox stopped.")
+
+
+register_client_commands(cli)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The `amishare` command-line client: HTTP only (httpx), no server code imported."""

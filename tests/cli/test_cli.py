@@ -1,0 +1,262 @@
+"""The `amishare` client commands against a sandbox served over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.client import commands
+from app.client.api import AmiShareClient
+from app.sandbox.run import SandboxInfo, sandbox_running
+from tests.conftest import new_account_ids
+
+REGION = "us-east-1"
+# The double answers at once: keep every wait short.
+FAST = {
+    "poll_interval_seconds": 0.05,
+    "step_backoff_seconds": 0.01,
+    "verify_initial_delay_seconds": 0.05,
+    "verify_timeout_seconds": 5.0,
+}
+UNSET = object()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxInfo]:
+    with sandbox_running(port=0, settings_overrides=FAST) as info:
+        yield info
+
+
+@pytest.fixture(autouse=True)
+def _quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commands, "POLL_SECONDS", 0.05)
+
+
+def amishare(
+    sandbox: SandboxInfo, *args: str, token: object = UNSET, url: str = "", columns: int = 200
+) -> Result:
+    """Run the CLI in-process with AMISHARE_URL/AMISHARE_TOKEN set as a user would."""
+    env: dict[str, str | None] = {
+        "AMISHARE_URL": url or sandbox.url,
+        "AMISHARE_TOKEN": sandbox.token if token is UNSET else token,  # type: ignore[dict-item]
+        "COLUMNS": str(columns),
+    }
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(result.stdout)
+
+
+def image(sandbox: SandboxInfo) -> str:
+    return sandbox.images.encrypted.image_id
+
+
+def share_and_wait(sandbox: SandboxInfo, accounts: list[str], *extra: str) -> Result:
+    return amishare(
+        sandbox, "share", image(sandbox), "--region", REGION, "--to", ",".join(accounts),
+        "--wait", *extra,
+    )  # fmt: skip
+
+
+def newest_job(sandbox: SandboxInfo) -> dict[str, Any]:
+    with AmiShareClient(sandbox.url, sandbox.token) as client:
+        return dict(client.list_jobs(limit=1)["items"][0])
+
+
+def test_share_with_two_accounts_waits_and_exits_0(sandbox: SandboxInfo) -> None:
+    accounts = new_account_ids(2)
+
+    result = share_and_wait(sandbox, accounts, "--label", "team=cli")
+
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.output
+    assert "2 destinations: 2 succeeded · 0 failed · 0 pending" in result.output
+    assert "Failed targets" not in result.output
+    shares = as_json(amishare(sandbox, "shares", "--image", image(sandbox), "--json"))
+    assert {s["principal"] for s in shares["items"]} >= set(accounts)
+    listed = as_json(amishare(sandbox, "jobs", "--label", "team=cli", "--json"))
+    assert [job["labels"] for job in listed["items"]] == [{"team": "cli"}]
+
+
+def test_malformed_account_exits_2_with_the_422_detail(sandbox: SandboxInfo) -> None:
+    result = amishare(sandbox, "share", image(sandbox), "--region", REGION, "--to", "12345")
+
+    assert result.exit_code == 2
+    assert "422" in result.output
+    assert "account_ids[0]" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_json_errors_print_the_problem_document(sandbox: SandboxInfo) -> None:
+    result = amishare(
+        sandbox, "share", image(sandbox), "--region", REGION, "--to", "12345", "--json"
+    )
+
+    assert result.exit_code == 2
+    problem = as_json(result)
+    assert problem["status"] == 422
+    assert [e["field"] for e in problem["errors"]] == ["account_ids[0]"]
+
+
+def test_a_failing_destination_exits_1_names_its_error_and_retry_fixes_it(
+    sandbox: SandboxInfo,
+) -> None:
+    good, broken = new_account_ids(2)
+    sandbox.double.set_faults(deny_assume_role_into=[broken])
+    try:
+        result = share_and_wait(sandbox, [good, broken])
+    finally:
+        sandbox.double.set_faults()
+
+    assert result.exit_code == 1, result.output
+    assert "partially_succeeded" in result.output
+    assert "Failed targets" in result.output
+    failed_rows = [line for line in result.output.splitlines() if broken in line]
+    assert failed_rows and "DestinationRoleUnavailable" in failed_rows[0]
+    assert not [line for line in result.output.splitlines() if good in line]
+
+    job_id = newest_job(sandbox)["id"]
+    retried = amishare(sandbox, "retry", job_id, "--wait")
+    assert retried.exit_code == 0, retried.output
+    assert "→ succeeded" in retried.output
+
+
+def test_aws_managed_key_fails_the_job_with_exit_1(sandbox: SandboxInfo) -> None:
+    aws_managed = sandbox.images.aws_managed.image_id
+    result = amishare(
+        sandbox, "share", aws_managed, "--region", REGION, "--to", new_account_ids(1)[0], "--wait"
+    )
+
+    assert result.exit_code == 1, result.output
+    assert "→ failed" in result.output
+    assert "AwsManagedKey" in result.output
+
+
+def test_status_json_prints_the_job_and_exits_by_outcome(sandbox: SandboxInfo) -> None:
+    assert share_and_wait(sandbox, new_account_ids(1)).exit_code == 0
+    job_id = newest_job(sandbox)["id"]
+
+    result = amishare(sandbox, "status", job_id, "--json")
+
+    assert result.exit_code == 0, result.output
+    job = as_json(result)
+    assert job["id"] == job_id
+    assert job["status"] == "succeeded"
+    assert job["progress"]["succeeded"] == 1
+    table = amishare(sandbox, "status", job_id)
+    assert table.exit_code == 0
+    assert job_id in table.output and "succeeded" in table.output
+
+
+def test_status_watch_follows_a_running_job(sandbox: SandboxInfo) -> None:
+    started = amishare(
+        sandbox, "share", image(sandbox), "--region", REGION, "--to",
+        ",".join(new_account_ids(3)), "--json",
+    )  # fmt: skip
+    assert started.exit_code == 0, started.output
+    job_id = as_json(started)["id"]
+
+    result = amishare(sandbox, "status", job_id, "--watch")
+
+    assert result.exit_code == 0, result.output
+    assert "3 destinations: 3 succeeded" in result.output
+
+
+def test_revoke_waits_and_exits_0(sandbox: SandboxInfo) -> None:
+    kept, revoked = new_account_ids(2)
+    assert share_and_wait(sandbox, [kept, revoked]).exit_code == 0
+
+    result = amishare(
+        sandbox, "revoke", image(sandbox), "--region", REGION, "--from", revoked, "--wait"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "revoke" in result.output and "→ succeeded" in result.output
+    shares = as_json(amishare(sandbox, "shares", "--image", image(sandbox), "--json"))
+    principals = {s["principal"] for s in shares["items"]}
+    assert kept in principals and revoked not in principals
+    events = amishare(sandbox, "events", newest_job(sandbox)["id"])
+    assert events.exit_code == 0
+    assert "ec2:ModifyImageAttribute" in events.output
+
+
+def test_narrow_terminals_get_whole_ids_not_squeezed_tables(sandbox: SandboxInfo) -> None:
+    assert share_and_wait(sandbox, new_account_ids(1)).exit_code == 0
+    job_id = newest_job(sandbox)["id"]
+
+    wide = amishare(sandbox, "jobs", "--limit", "1", columns=200)
+    narrow = amishare(sandbox, "jobs", "--limit", "1", columns=60)
+
+    assert wide.exit_code == narrow.exit_code == 0
+    assert job_id in wide.output and "─" in wide.output  # a table
+    assert f"job      {job_id}" in narrow.output  # one block per job
+    assert max(len(line.rstrip()) for line in narrow.output.splitlines()) <= 60
+
+
+def test_no_token_exits_2_with_the_401_detail(sandbox: SandboxInfo) -> None:
+    result = amishare(sandbox, "jobs", token=None)
+
+    assert result.exit_code == 2
+    assert "401" in result.output
+    assert "token" in result.output.lower()
+    assert "Traceback" not in result.output
+
+
+def test_cancel_of_a_finished_job_is_an_api_error(sandbox: SandboxInfo) -> None:
+    assert share_and_wait(sandbox, new_account_ids(1)).exit_code == 0
+
+    result = amishare(sandbox, "cancel", newest_job(sandbox)["id"])
+
+    assert result.exit_code == 2
+    assert "409" in result.output
+
+
+def test_unknown_job_exits_2_with_404(sandbox: SandboxInfo) -> None:
+    result = amishare(sandbox, "status", "no-such-job")
+
+    assert result.exit_code == 2
+    assert "404" in result.output
+
+
+def test_connection_refused_is_one_line_and_exit_2(sandbox: SandboxInfo) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+
+    result = amishare(sandbox, "jobs", url=f"http://127.0.0.1:{closed_port}")
+
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "connection refused" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["share", "ami-0123456789abcdef0", "--to", "111122223333"],  # no --region
+        ["share", "ami-0123456789abcdef0", "--region", REGION, "--label", "no-equals-sign"],
+        ["share", "ami-0123456789abcdef0", "--region", REGION, "--kms-access", "maybe"],
+    ],
+)
+def test_usage_errors_exit_2(sandbox: SandboxInfo, args: list[str]) -> None:
+    assert amishare(sandbox, *args).exit_code == 2
+
+
+def test_unchanged_job_polls_are_304s(sandbox: SandboxInfo) -> None:
+    assert share_and_wait(sandbox, new_account_ids(1)).exit_code == 0
+    job_id = newest_job(sandbox)["id"]
+    with AmiShareClient(sandbox.url, sandbox.token) as client:
+        first = client.get_job(job_id)
+        again = client.get_job(job_id, first.etag)
+
+    assert first.job is not None and first.etag
+    assert again.job is None
+    assert again.etag == first.etag
