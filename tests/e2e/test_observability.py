@@ -109,3 +109,26 @@ async def test_logs_carry_job_ids_and_never_a_secret(
     assert refused and refused[0]["code"] == "DestinationRoleUnavailable"
     for secret in (WRITER_TOKEN, READER_TOKEN, "testing-secret-key", "wrong-token"):
         assert secret not in text
+
+
+def test_grafana_dashboard_uses_only_metrics_the_service_exports() -> None:
+    import re
+    from pathlib import Path
+
+    from app.metrics import Metrics
+
+    dashboard = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text()
+    )
+    exported = {
+        sample_name
+        for family in Metrics().registry.collect()
+        for sample_name in (family.name, f"{family.name}_total", f"{family.name}_bucket")
+    }
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"amishare_[a-z_]+", target["expr"])
+    }
+    assert used and used <= exported, used - exported

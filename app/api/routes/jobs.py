@@ -68,6 +68,8 @@ async def create_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     found, created = await service.create(body.to_new_job(), caller.name, idempotency_key)
+    if created:
+        request.app.state.metrics.jobs_created.labels(action=found.job.action).inc()
     out = JobOut.of(found.job, found.progress)
     wake = request.app.state.wake_worker
     return JSONResponse(
