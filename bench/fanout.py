@@ -88,27 +88,32 @@ def run_amishare(
 
 def classify_calls(requests: list[dict[str, Any]]) -> tuple[Counter[str], Counter[str], int]:
     """Calls made in the source account and in the destinations, by API; and the sequential
-    round trips on the critical path: every source call in order (CreateGrant calls run
-    concurrently, so they count once), plus the longest chain of one destination's calls."""
+    round trips on amishare's critical path: the source calls in order (CreateGrant calls run
+    concurrently and count once; so do the snapshots' permission calls, one chain per snapshot),
+    plus the longest destination chain (AssumeRole, then rounds of DescribeImages with the key
+    checks beside them)."""
     source: Counter[str] = Counter()
     destinations: Counter[str] = Counter()
-    per_destination: Counter[str] = Counter()
+    chains: Counter[str] = Counter()
+    per_snapshot: Counter[str] = Counter()
     for request in requests:
         api = f"{request['service']}:{request['action']}"
         params = request.get("params") or {}
         if api == "sts:AssumeRole" and DESTINATION_ROLE in str(params.get("RoleArn", "")):
             destinations[api] += 1
-            per_destination[str(params["RoleArn"]).split(":")[4]] += 1
+            chains[str(params["RoleArn"]).split(":")[4]] += 1
         elif request["account"] == SOURCE:
             source[api] += 1
+            if api == "ec2:ModifySnapshotAttribute":
+                per_snapshot[str(params.get("SnapshotId"))] += 1
         else:
             destinations[api] += 1
-            per_destination[request["account"]] += 1
-    sequential_source = sum(c for api, c in source.items() if api != "kms:CreateGrant")
-    if source["kms:CreateGrant"]:
-        sequential_source += 1
-    longest = max(per_destination.values(), default=0)
-    return source, destinations, sequential_source + longest
+            if api == "ec2:DescribeImages":
+                chains[request["account"]] += 1
+    concurrent = ("kms:CreateGrant", "ec2:ModifySnapshotAttribute")
+    sequential = sum(c for api, c in source.items() if api not in concurrent)
+    sequential += min(source["kms:CreateGrant"], 1) + max(per_snapshot.values(), default=0)
+    return source, destinations, sequential + max(chains.values(), default=0)
 
 
 def run_script(double: Double, key: seed.SeededKey, snapshots: int, n: int) -> float:

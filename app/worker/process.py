@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -16,6 +17,7 @@ from app.worker.runner import Worker
 from app.worker.settings import executor_settings, worker_settings
 
 log = logging.getLogger(__name__)
+DISPOSE_TIMEOUT_SECONDS = 5.0
 
 
 async def run_worker(settings: Settings, *, install_signal_handlers: bool) -> None:
@@ -32,4 +34,8 @@ async def run_worker(settings: Settings, *, install_signal_handlers: bool) -> No
         try:
             await worker.run(stop)
         finally:
-            await engine.dispose()
+            # Bounded: closing connections to a database that does not answer must not keep a
+            # stopping worker alive (its leases run out; nothing else is left to do).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DISPOSE_TIMEOUT_SECONDS):
+                    await engine.dispose()

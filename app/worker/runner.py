@@ -11,14 +11,18 @@ import contextlib
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.engine import SessionFactory
+from app.db.engine import SessionFactory, make_engine, make_session_factory
 from app.db.models import Job
 from app.db.queue import JobQueue
 from app.db.targets import TargetLog
@@ -27,11 +31,13 @@ from app.domain.jobs import JobSpec
 from app.domain.outcome import final_job_status
 from app.domain.principals import principal_of
 from app.domain.types import Action, KmsAccess
+from app.logs import bind_job
 from app.worker.executor import Executor
 from app.worker.sql_recorder import SqlJobRecorder
 
 log = logging.getLogger(__name__)
 DATABASE_ERRORS = (OperationalError, DBAPIError, PoolTimeoutError, OSError)
+RELEASE_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,132 @@ def spec_of(job: Job) -> JobSpec:
     )
 
 
+class LeaseKeeper:
+    """Keeps the leases of a worker's running jobs: one UPDATE for all of them every third of
+    a lease, and a callback for each job found to be someone else's now.
+
+    On PostgreSQL it runs on a thread of its own, with its own event loop and connection. A job's
+    own work can hold the worker's event loop for seconds (botocore loads service models and
+    builds clients synchronously: seconds on a busy machine); a heartbeat that waits for that loop
+    lets the lease run out under a live worker, a second worker claims the job and both run it,
+    again and again until the job fails with TooManyAttempts. The thread gets the interpreter
+    within its switch interval whatever the loop does. It still stops renewing when the worker's
+    loop has not run for `max_stall` seconds, so that a hung worker loses its jobs.
+    On SQLite (one embedded worker, nobody to take a job over) it runs on the worker's loop.
+    """
+
+    def __init__(self, sessions: SessionFactory, worker_id: str, settings: WorkerSettings) -> None:
+        self._sessions = sessions
+        self._worker_id = worker_id
+        self._skip_locked = settings.skip_locked
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._interval = settings.lease_seconds / 3
+        self.max_stall = max(60.0, 3 * settings.lease_seconds)
+        self._held: dict[str, Callable[[], None]] = {}
+        self._guard = threading.Lock()
+        self._worker_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_seen_at = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, job_id: str, on_lost: Callable[[], None]) -> None:
+        """Keep this job's lease; `on_lost` runs on the worker's loop if the job is lost."""
+        with self._guard:
+            self._held[job_id] = on_lost
+            self._loop_seen_at = time.monotonic()
+
+    def drop(self, job_id: str) -> None:
+        with self._guard:
+            self._held.pop(job_id, None)
+
+    def start(self) -> None:
+        self._worker_loop = asyncio.get_running_loop()
+        engine = self._sessions.kw.get("bind")
+        if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
+            url = engine.url.render_as_string(hide_password=False)
+            started = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run_thread, args=(url, started), name="lease-keeper", daemon=True
+            )
+            self._thread.start()
+            started.wait(timeout=10)
+        else:
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self._renew_forever(self._sessions, self._stop))
+
+    async def stop(self) -> None:
+        if self._task is not None and self._stop is not None:
+            self._stop.set()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._thread is not None:
+            if self._own_loop is not None and self._stop is not None:
+                with contextlib.suppress(RuntimeError):  # its loop already ended
+                    self._own_loop.call_soon_threadsafe(self._stop.set)
+            await asyncio.to_thread(self._thread.join, 5)
+
+    def _run_thread(self, url: str, started: threading.Event) -> None:
+        async def main() -> None:
+            self._own_loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            started.set()
+            engine = make_engine(url, pool_size=1, max_overflow=1)
+            try:
+                await self._renew_forever(make_session_factory(engine), self._stop)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(main())
+
+    async def _renew_forever(self, sessions: SessionFactory, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            started = time.monotonic()
+            try:
+                await self._renew(sessions)
+            except DATABASE_ERRORS as error:
+                log.warning("lease renewal failed", extra={"error": str(error)})
+            except Exception:
+                log.exception("lease renewal failed")
+            took = time.monotonic() - started
+            if took > self._interval:
+                # Leases are at risk: the database is slow or away (lease_seconds may be short).
+                log.warning("lease renewal slow", extra={"seconds": round(took, 2)})
+
+    async def _renew(self, sessions: SessionFactory) -> None:
+        with self._guard:
+            held = dict(self._held)
+        if not held:
+            return
+        if self._thread is not None:
+            stalled = time.monotonic() - self._loop_seen_at
+            if stalled > self.max_stall:
+                log.warning(
+                    "worker loop stalled; leases left to run out", extra={"seconds": stalled}
+                )
+                return
+            self._on_worker_loop(self._loop_alive)
+        async with sessions.begin() as session:
+            queue = JobQueue(session, skip_locked=self._skip_locked)
+            kept = await queue.renew_leases(list(held), self._worker_id, self._lease)
+        for job_id, on_lost in held.items():
+            if job_id not in kept:
+                self._on_worker_loop(on_lost)
+
+    def _loop_alive(self) -> None:
+        self._loop_seen_at = time.monotonic()
+
+    def _on_worker_loop(self, callback: Callable[[], None]) -> None:
+        assert self._worker_loop is not None
+        with contextlib.suppress(RuntimeError):  # the worker's loop is closed: nothing to tell
+            self._worker_loop.call_soon_threadsafe(callback)
+
+
 class Worker:
     def __init__(
         self,
@@ -75,6 +207,7 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._leases = LeaseKeeper(sessions, self.worker_id, settings)
 
     @property
     def lease(self) -> timedelta:
@@ -89,6 +222,14 @@ class Worker:
         return len(self._running)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._leases.start()
+        try:
+            await self._run(stop)
+        finally:
+            await self._leases.stop()
+        log.info("worker stopped", extra={"worker_id": self.worker_id})
+
+    async def _run(self, stop: asyncio.Event) -> None:
         log.info("worker started", extra={"worker_id": self.worker_id})
         backoff = self.settings.poll_interval
         while not stop.is_set():
@@ -100,18 +241,19 @@ class Worker:
                 except DATABASE_ERRORS as error:
                     log.warning("database unavailable; retrying", extra={"error": str(error)})
                     backoff = min(backoff * 2, 10.0)
-            if job is not None:
+            if job is not None and stop.is_set():
+                await self._release(job.id)  # told to stop while claiming it: hand it back
+            elif job is not None:
                 self._start(job)
                 continue
             self._wake.clear()
             await _wait_any(stop, self._wake, seconds=backoff)
         await self._drain()
-        log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     async def _claim(self) -> Job | None:
         async with self.sessions.begin() as session:
             queue = JobQueue(session, skip_locked=self.settings.skip_locked)
-            return await queue.claim_next(self.worker_id, self.lease)
+            return await queue.claim_next(self.worker_id, self.lease, running=set(self._running))
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._run_job(job), name=f"job {job.id}")
@@ -125,12 +267,13 @@ class Worker:
         self._wake.set()
 
     async def _run_job(self, job: Job) -> None:
+        bind_job(job.id)
         spec = spec_of(job)
         extra = {"job_id": job.id, "attempt": job.attempts}
         log.info("job claimed", extra=extra)
         work = asyncio.current_task()
         assert work is not None
-        heartbeat = asyncio.create_task(self._keep_lease(job.id, work))
+        self._leases.hold(job.id, lambda: self._lease_lost(job.id, work))
         try:
             failure = await self._execute(job, spec)
             await self._finish(job.id, failure)
@@ -142,7 +285,13 @@ class Worker:
             log.exception("job interrupted; it will be retried", extra=extra)
             await self._release(job.id)
         finally:
-            heartbeat.cancel()
+            self._leases.drop(job.id)
+
+    def _lease_lost(self, job_id: str, work: asyncio.Task[None]) -> None:
+        """Another worker has the job now (our lease ran out): stop working on it."""
+        if self._running.get(job_id) is work and not work.done():
+            log.warning("lease lost; stopping work on job", extra={"job_id": job_id})
+            work.cancel()
 
     async def _execute(self, job: Job, spec: JobSpec) -> JobFailedError | None:
         if job.attempts > self.settings.max_job_attempts:
@@ -171,27 +320,14 @@ class Worker:
             if not await queue.finish(job_id, self.worker_id, status, error):
                 log.warning("job was taken over before it finished", extra={"job_id": job_id})
 
-    async def _keep_lease(self, job_id: str, work: asyncio.Task[None]) -> None:
-        """Renew the lease; if another worker has the job now, stop working on it."""
-        while True:
-            await asyncio.sleep(self.settings.lease_seconds / 3)
-            try:
-                async with self.sessions.begin() as session:
-                    queue = JobQueue(session, skip_locked=self.settings.skip_locked)
-                    still_ours = await queue.renew_lease(job_id, self.worker_id, self.lease)
-            except DATABASE_ERRORS as error:
-                log.warning("lease renewal failed", extra={"job_id": job_id, "error": str(error)})
-                continue
-            if not still_ours:
-                log.warning("lease lost; stopping work on job", extra={"job_id": job_id})
-                work.cancel()
-                return
-
     async def _release(self, job_id: str) -> None:
+        """Hand the job back for any worker to claim at once; if the database cannot be
+        reached soon, its lease runs out instead (shutdown must not wait for the database)."""
         with contextlib.suppress(*DATABASE_ERRORS):
-            async with self.sessions.begin() as session:
+            async with asyncio.timeout(RELEASE_TIMEOUT_SECONDS), self.sessions.begin() as session:
                 queue = JobQueue(session, skip_locked=self.settings.skip_locked)
                 await queue.release(job_id, self.worker_id)
+            log.info("job handed back", extra={"job_id": job_id})
 
     async def _drain(self) -> None:
         """Shutdown: give in-flight jobs a grace period, then cancel and release them."""

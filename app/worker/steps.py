@@ -172,16 +172,18 @@ class SourceSteps:
     async def _snapshot_permission(
         self, snapshot_ids: Sequence[str], accounts: Sequence[Principal], *, adding: bool
     ) -> Rejected:
-        rejected: Rejected = {}
+        """Every snapshot at once (they are independent); each in chunks of 500 accounts."""
         modify = (
             self.source.add_snapshot_permission
             if adding
             else self.source.remove_snapshot_permission
         )
-        for snapshot_id in snapshot_ids:
+
+        async def one_snapshot(snapshot_id: str) -> Rejected:
+            rejected: Rejected = {}
             for chunk in chunked(accounts, SNAPSHOT_BATCH):
 
-                async def apply(batch: Sequence[Principal], snapshot_id: str = snapshot_id) -> None:
+                async def apply(batch: Sequence[Principal]) -> None:
                     ids = [p.value for p in batch]
                     await self.change(
                         "ec2:ModifySnapshotAttribute",
@@ -190,7 +192,17 @@ class SourceSteps:
                         lambda: modify(snapshot_id, ids),
                     )
 
-                rejected |= await self.isolate([p for p in chunk if p not in rejected], apply)
+                rejected |= await self.isolate(chunk, apply)
+            return rejected
+
+        outcomes = await asyncio.gather(
+            *(one_snapshot(s) for s in snapshot_ids), return_exceptions=True
+        )
+        rejected: Rejected = {}
+        for outcome in outcomes:  # every snapshot's call has ended before any error is raised
+            if isinstance(outcome, BaseException):
+                raise outcome
+            rejected |= outcome
         return rejected
 
     # Launch permission: one call per 500 principals.

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import AwsGateway, DestinationAccount
@@ -139,11 +140,15 @@ class Verifier:
     async def _missing(
         self, destination: DestinationAccount, image_id: str, key_arns: Sequence[str]
     ) -> str | None:
+        """What the destination cannot see yet; the image and each key are asked at once."""
         retry = self.settings.retry
-        if not await with_retries(retry, lambda: destination.can_see_image(image_id)):
+        checks = [with_retries(retry, partial(destination.can_see_image, image_id))]
+        checks += [with_retries(retry, partial(destination.can_use_key, k)) for k in key_arns]
+        image_visible, *keys_usable = await asyncio.gather(*checks)
+        if not image_visible:
             return f"the image {image_id}"
-        for key_arn in key_arns:
-            if not await with_retries(retry, lambda k=key_arn: destination.can_use_key(k)):  # type: ignore[misc]
+        for key_arn, usable in zip(key_arns, keys_usable, strict=True):
+            if not usable:
                 return f"the key {key_arn}"
         return None
 
