@@ -121,6 +121,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(ServiceError, _on_service_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    for database_error in (OperationalError, DBAPIError, PoolTimeoutError, ConnectionError):
+    # OSError: what asyncpg raises, unwrapped, when it cannot reach the server at all (refused,
+    # reset, unreachable host or network, and TimeoutError when the server does not answer).
+    for database_error in (OperationalError, DBAPIError, PoolTimeoutError, OSError):
         app.add_exception_handler(database_error, _on_database_down)
     app.add_exception_handler(Exception, _on_unexpected)

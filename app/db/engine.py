@@ -14,6 +14,14 @@ from sqlalchemy.ext.asyncio import (
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
+# PostgreSQL: how long a connection attempt, and any one statement, may wait for the server.
+# Without them a database behind a network partition hangs every request and every worker for
+# as long as TCP keeps trying (minutes); with them they fail fast, as when it is down (the API
+# answers 503, workers back off). No statement of the service runs anywhere near this long;
+# the key locks wait by polling, not inside one statement.
+CONNECT_TIMEOUT_SECONDS = 10.0
+STATEMENT_TIMEOUT_SECONDS = 30.0
+
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
@@ -24,6 +32,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_timeout", 10)
+    if url.startswith("postgresql+asyncpg"):
+        kwargs.setdefault(
+            "connect_args",
+            {"timeout": CONNECT_TIMEOUT_SECONDS, "command_timeout": STATEMENT_TIMEOUT_SECONDS},
+        )
     return create_async_engine(url, **kwargs)
 
 

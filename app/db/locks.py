@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,10 +31,18 @@ class ProcessKeyLocks:
 
 
 class PostgresKeyLocks:
-    """Session advisory locks: serialize one key's edits across every worker process."""
+    """Session advisory locks: serialize one key's edits across every worker process.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    The lock is held by the session of one connection: if the process dies, or the connection
+    is lost, PostgreSQL releases it. It is taken with `pg_try_advisory_lock`, retried, rather
+    than by waiting inside `pg_advisory_lock`: no statement waits for another job's AWS calls
+    (statements have a timeout, engine.py), and giving up (cancellation) never leaves a lock
+    granted to a connection nobody is watching.
+    """
+
+    def __init__(self, engine: AsyncEngine, poll_seconds: float = 0.05) -> None:
         self.engine = engine
+        self.poll_seconds = poll_seconds
         self._local = ProcessKeyLocks()
 
     @asynccontextmanager
@@ -41,8 +50,16 @@ class PostgresKeyLocks:
         # Take the in-process lock first so that one process holds one connection per key.
         async with self._local.hold(name), self.engine.connect() as connection:
             number = _lock_number(name)
-            await connection.execute(text("SELECT pg_advisory_lock(:n)"), {"n": number})
-            await connection.commit()
+            delay = self.poll_seconds
+            while True:
+                taken = await connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:n)"), {"n": number}
+                )
+                await connection.commit()
+                if taken:
+                    break
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 1.0)
             try:
                 yield
             finally:

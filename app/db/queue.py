@@ -6,9 +6,10 @@ never overwrite what the worker that took the job over has done.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -25,17 +26,22 @@ class JobQueue:
         self.session = session
         self.skip_locked = skip_locked
 
-    async def claim_next(self, worker_id: str, lease: timedelta) -> Job | None:
+    async def claim_next(
+        self, worker_id: str, lease: timedelta, running: Collection[str] = ()
+    ) -> Job | None:
         """Take the oldest runnable job, or one whose worker's lease ran out, in one statement.
 
         A job waits while an earlier unfinished job on the same image and region exists, so that
-        jobs on one image run one at a time, in the order they were accepted.
+        jobs on one image run one at a time, in the order they were accepted. `running` are the
+        jobs this worker runs now: never claimed again by it, even when their lease ran out
+        (the database was away): its own second copy would pass every `worker_id` guard.
         """
         now = utcnow()
         earlier = aliased(Job)
         candidate = (
             select(col(Job.seq))
             .where(
+                col(Job.id).not_in(list(running)) if running else true(),
                 or_(
                     col(Job.status) == JobStatus.QUEUED,
                     and_(col(Job.status) == JobStatus.RUNNING, col(Job.lease_expires_at) < now),
@@ -90,14 +96,35 @@ class JobQueue:
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def release(self, job_id: str, worker_id: str) -> None:
-        """Hand the job back at once (graceful shutdown): the next claim resumes it."""
+    async def renew_leases(
+        self, job_ids: Sequence[str], worker_id: str, lease: timedelta
+    ) -> set[str]:
+        """Renew the leases of these jobs in one statement; the ids still this worker's."""
+        if not job_ids:
+            return set()
+        statement = (
+            update(Job)
+            .where(
+                col(Job.id).in_(list(job_ids)),
+                col(Job.worker_id) == worker_id,
+                col(Job.status) == JobStatus.RUNNING,
+            )
+            .values(lease_expires_at=utcnow() + lease)
+            .returning(col(Job.id))
+            .execution_options(synchronize_session=False)
+        )
+        return set((await self.session.execute(statement)).scalars().all())
+
+    async def release(self, job_id: str, worker_id: str) -> bool:
+        """Hand the job back at once (graceful shutdown): the next claim resumes it. False when
+        it was not this worker's any more (finished, or taken over)."""
         statement = (
             update(Job)
             .where(col(Job.id) == job_id, col(Job.worker_id) == worker_id)
             .values(worker_id=None, lease_expires_at=utcnow() - timedelta(seconds=1))
         )
-        await self.session.execute(statement)
+        result = await self.session.execute(statement)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def finish(
         self,

@@ -107,6 +107,10 @@ class LeaseKeeper:
         with self._guard:
             self._held.pop(job_id, None)
 
+    def holds(self, job_id: str) -> bool:
+        with self._guard:
+            return job_id in self._held
+
     def start(self) -> None:
         self._worker_loop = asyncio.get_running_loop()
         engine = self._sessions.kw.get("bind")
@@ -276,6 +280,10 @@ class Worker:
         self._leases.hold(job.id, lambda: self._lease_lost(job.id, work))
         try:
             failure = await self._execute(job, spec)
+            # Finishing takes no time against the lease left; were the job taken over meanwhile,
+            # `finish` would find it so. And a renewal that sees the job finished must not take it
+            # for lost and cancel the finishing.
+            self._leases.drop(job.id)
             await self._finish(job.id, failure)
             log.info("job finished", extra=extra)
         except asyncio.CancelledError:
@@ -289,7 +297,7 @@ class Worker:
 
     def _lease_lost(self, job_id: str, work: asyncio.Task[None]) -> None:
         """Another worker has the job now (our lease ran out): stop working on it."""
-        if self._running.get(job_id) is work and not work.done():
+        if self._leases.holds(job_id) and self._running.get(job_id) is work and not work.done():
             log.warning("lease lost; stopping work on job", extra={"job_id": job_id})
             work.cancel()
 
@@ -326,8 +334,9 @@ class Worker:
         with contextlib.suppress(*DATABASE_ERRORS):
             async with asyncio.timeout(RELEASE_TIMEOUT_SECONDS), self.sessions.begin() as session:
                 queue = JobQueue(session, skip_locked=self.settings.skip_locked)
-                await queue.release(job_id, self.worker_id)
-            log.info("job handed back", extra={"job_id": job_id})
+                released = await queue.release(job_id, self.worker_id)
+            if released:
+                log.info("job handed back", extra={"job_id": job_id})
 
     async def _drain(self) -> None:
         """Shutdown: give in-flight jobs a grace period, then cancel and release them."""
