@@ -111,11 +111,19 @@ class Verifier:
     async def _check_one(
         self, spec: JobSpec, key_arns: Sequence[str], account_id: str
     ) -> VerifyFailure | None:
-        try:
-            async with self.gateway.destination(account_id, spec.region) as destination:
-                return await self._wait_until_visible(destination, spec.image_id, key_arns)
-        except AwsCallError as error:
-            return _destination_failure(account_id, error)
+        """Assume the destination role and look; a throttled or failing AssumeRole is retried
+        within the step's budget like any other call."""
+        retry = self.settings.retry
+        attempt = 0
+        while True:
+            try:
+                async with self.gateway.destination(account_id, spec.region) as destination:
+                    return await self._wait_until_visible(destination, spec.image_id, key_arns)
+            except AwsCallError as error:
+                attempt += 1
+                if not error.retryable or attempt >= retry.max_attempts:
+                    return _destination_failure(account_id, error)
+                await asyncio.sleep(retry.delay(attempt))
 
     async def _wait_until_visible(
         self, destination: DestinationAccount, image_id: str, key_arns: Sequence[str]
@@ -173,15 +181,15 @@ class CancelWatch:
 
 
 def _destination_failure(account_id: str, error: AwsCallError) -> VerifyFailure:
+    if error.kind is ErrorKind.THROTTLED:
+        return VerifyFailure(
+            TargetErrorCode.THROTTLED, f"Still throttled after retries: {error.message}"
+        )
     if error.operation == "sts:AssumeRole":
         return VerifyFailure(
             TargetErrorCode.DESTINATION_ROLE_UNAVAILABLE,
             f"Could not assume the destination role in {account_id} ({error.code}): "
             f"{error.message}",
-        )
-    if error.kind is ErrorKind.THROTTLED:
-        return VerifyFailure(
-            TargetErrorCode.THROTTLED, f"Still throttled after retries: {error.message}"
         )
     if error.kind is ErrorKind.ACCESS_DENIED:
         return VerifyFailure(

@@ -45,6 +45,7 @@ def test_sandbox_seeds_the_demo_account_serves_and_stops_cleanly(
 ) -> None:
     monkeypatch.setenv("AWS_PROFILE", "someones-real-profile")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    threads_before = set(threading.enumerate())
 
     with sandbox_running(port=0) as info:
         # Nothing can reach AWS: no profile, fake credentials, the double as the endpoint.
@@ -83,7 +84,8 @@ def test_sandbox_seeds_the_demo_account_serves_and_stops_cleanly(
     assert port_is_closed(info.url)
     assert port_is_closed(info.aws_endpoint_url)
     assert not database.exists()
-    assert not [t for t in threading.enumerate() if t.name.startswith("amishare")]
+    started_here = [t for t in threading.enumerate() if t not in threads_before]
+    assert not [t for t in started_here if t.name.startswith("amishare")]
     assert os.environ["AWS_PROFILE"] == "someones-real-profile"
     assert "AWS_ENDPOINT_URL" not in os.environ
 

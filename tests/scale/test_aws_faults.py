@@ -20,8 +20,9 @@ from tests.scale.conftest import (
 
 JOBS = 4
 DESTINATIONS = 15
-# Every AWS action a share job calls, but AssumeRole (see the last test).
+# Every AWS action a share job calls.
 FAULTY_ACTIONS = [
+    "AssumeRole",
     "DescribeImages",
     "DescribeSnapshots",
     "DescribeKey",
@@ -95,12 +96,6 @@ async def test_throttling_and_5xx_are_retried_and_a_denied_destination_fails_alo
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/worker/verification.py: a throttled (or 5xx) sts:AssumeRole into a destination "
-    "gets only botocore's 3 attempts, not the per-step retries, and fails the destination as "
-    "DestinationRoleUnavailable instead of retrying within the budget and then 'Throttled'",
-)
 async def test_a_throttled_assume_role_is_retried_within_the_budget(cluster: Cluster) -> None:
     cluster.settings["AMISHARE_STEP_MAX_ATTEMPTS"] = "3"
     await cluster.start_api()
