@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None, gateway: AwsGateway | None = No
         worker_task: asyncio.Task[None] | None = None
         if settings.embedded_worker:
             executor = Executor(aws, locks, executor_settings(settings))
-            worker = Worker(sessions, executor, worker_settings(settings))
+            worker = Worker(
+                sessions, executor, worker_settings(settings), on_finished=metrics.job_finished
+            )
             worker_task = asyncio.create_task(worker.run(stop), name="embedded worker")
         app.state.worker = worker
         app.state.wake_worker = worker.wake if worker else _nothing

@@ -30,7 +30,7 @@ from app.domain.errors import JobErrorCode, JobFailedError
 from app.domain.jobs import JobSpec
 from app.domain.outcome import final_job_status
 from app.domain.principals import principal_of
-from app.domain.types import Action, KmsAccess
+from app.domain.types import Action, JobStatus, KmsAccess
 from app.logs import bind_job
 from app.worker.executor import Executor
 from app.worker.sql_recorder import SqlJobRecorder
@@ -204,11 +204,13 @@ class Worker:
         executor: Executor,
         settings: WorkerSettings,
         worker_id: str | None = None,
+        on_finished: Callable[[str, str], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.executor = executor
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
+        self.on_finished = on_finished  # (action, final status): the metrics
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._leases = LeaseKeeper(sessions, self.worker_id, settings)
@@ -284,7 +286,9 @@ class Worker:
             # `finish` would find it so. And a renewal that sees the job finished must not take it
             # for lost and cancel the finishing.
             self._leases.drop(job.id)
-            await self._finish(job.id, failure)
+            status = await self._finish(job.id, failure)
+            if status is not None and self.on_finished is not None:
+                self.on_finished(job.action, status)
             log.info("job finished", extra=extra)
         except asyncio.CancelledError:
             await self._release(job.id)
@@ -316,7 +320,8 @@ class Worker:
         recorder = SqlJobRecorder(self.sessions, spec, self.worker_id)
         return await self.executor.execute(spec, targets, recorder)
 
-    async def _finish(self, job_id: str, failure: JobFailedError | None) -> None:
+    async def _finish(self, job_id: str, failure: JobFailedError | None) -> JobStatus | None:
+        """Record the job's final status; None when another worker has taken it over."""
         async with self.sessions.begin() as session:
             targets = TargetLog(session, job_id, self.worker_id)
             if failure is not None:
@@ -327,6 +332,8 @@ class Worker:
             queue = JobQueue(session, skip_locked=self.settings.skip_locked)
             if not await queue.finish(job_id, self.worker_id, status, error):
                 log.warning("job was taken over before it finished", extra={"job_id": job_id})
+                return None
+        return status
 
     async def _release(self, job_id: str) -> None:
         """Hand the job back for any worker to claim at once; if the database cannot be

@@ -39,6 +39,10 @@ async def test_metrics_move_as_a_job_runs(service: Service) -> None:
     assert after[launch] == before.get(launch, 0) + 1
     succeeded = ("amishare_jobs", (("status", "succeeded"),))
     assert after[succeeded] == before[succeeded] + 1
+    finished = ("amishare_jobs_finished_total", (("action", "share"), ("status", "succeeded")))
+    assert after[finished] == before.get(finished, 0) + 1
+    created = ("amishare_jobs_created_total", (("action", "share"),))
+    assert after[created] == before.get(created, 0) + 1
     targets = ("amishare_targets", (("status", "succeeded"),))
     assert after[targets] == before[targets] + 3
     latency = ("amishare_aws_call_seconds_count", (("api", "sts:AssumeRole"),))
