@@ -22,6 +22,7 @@ from app.aws.gateway import AwsGateway
 from app.config import Settings
 from app.db.engine import make_engine, make_session_factory
 from app.db.locks import PostgresKeyLocks, ProcessKeyLocks
+from app.jobs.progress_cache import ProgressCache
 from app.jobs.service import JobPolicy
 from app.metrics import Metrics
 from app.worker.executor import Executor
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, gateway: AwsGateway | None = No
             aws.observe_calls(metrics.observe_aws_call)
         locks: KeyLocks = ProcessKeyLocks() if settings.is_sqlite else PostgresKeyLocks(engine)
         app.state.metrics = metrics
+        app.state.progress_cache = ProgressCache()
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.tokens = TokenBook(settings.api_tokens)

@@ -51,7 +51,7 @@ Writer = Annotated[Caller, Depends(require_scope("jobs:write"))]
 def _job_service(request: Request, session: SessionDep) -> JobService:
     policy: JobPolicy = request.app.state.job_policy
     own_account: SourceAccountLookup = request.app.state.own_account
-    return JobService(session, policy, own_account)
+    return JobService(session, policy, own_account, request.app.state.progress_cache)
 
 
 JobServiceDep = Annotated[JobService, Depends(_job_service)]

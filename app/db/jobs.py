@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -31,10 +31,15 @@ class JobRepository:
         self.session = session
 
     async def add(self, job: Job, targets: Sequence[JobTarget]) -> None:
+        """The job, then its targets in one multi-row INSERT (not one ORM object each)."""
         self.session.add(job)
         await self.session.flush()
-        self.session.add_all(targets)
-        await self.session.flush()
+        rows = [
+            target.model_dump(exclude={"id"}) | {"updated_at": target.updated_at}
+            for target in targets
+        ]
+        if rows:
+            await self.session.execute(insert(JobTarget), rows)
 
     async def get(self, job_id: str) -> Job | None:
         result = await self.session.execute(select(Job).where(col(Job.id) == job_id))

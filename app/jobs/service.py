@@ -24,6 +24,7 @@ from app.jobs.errors import (
     NotFoundError,
     UnavailableError,
 )
+from app.jobs.progress_cache import ProgressCache
 from app.jobs.requests import NewJob
 
 T = TypeVar("T")
@@ -55,12 +56,17 @@ class Page(Generic[T]):
 
 class JobService:
     def __init__(
-        self, session: AsyncSession, policy: JobPolicy, own_account: SourceAccountLookup
+        self,
+        session: AsyncSession,
+        policy: JobPolicy,
+        own_account: SourceAccountLookup,
+        progress_cache: ProgressCache | None = None,
     ) -> None:
         self.session = session
         self.jobs = JobRepository(session)
         self.policy = policy
         self.own_account = own_account
+        self.progress_cache = progress_cache or ProgressCache(max_jobs=0)
 
     async def create(
         self, request: NewJob, caller: str, idempotency_key: str | None
@@ -114,7 +120,11 @@ class JobService:
 
     async def get(self, job_id: str) -> JobWithProgress:
         job = await self._job(job_id)
-        return JobWithProgress(job, (await self.jobs.progress([job.id]))[job.id])
+        progress = self.progress_cache.get(job.id, job.version)
+        if progress is None:
+            progress = (await self.jobs.progress([job.id]))[job.id]
+            self.progress_cache.put(job.id, job.version, progress)
+        return JobWithProgress(job, progress)
 
     async def version(self, job_id: str) -> int:
         """The job's version, cheap: answers a conditional GET without counting targets."""
