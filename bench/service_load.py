@@ -155,8 +155,12 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--memory-jobs", type=int, default=1000)
+    parser.add_argument(
+        "--database-url", help="e.g. postgresql+asyncpg://postgres@127.0.0.1/bench (empty db)"
+    )
     args = parser.parse_args()
-    with aws_double() as double, amishare_server(double.url) as server:
+    database = {"database_url": args.database_url} if args.database_url else {}
+    with aws_double() as double, amishare_server(double.url, **database) as server:
         poll_rows = polling(server, args.pollers, args.seconds)
         intake_rows = intake(double.url)
         memory_rows = memory(server, double, args.memory_jobs)
