@@ -202,12 +202,18 @@ def submitted(job: Job, out: Console, connection: Connection) -> int:
     return EXIT_OK
 
 
+def follow_or_report(
+    client: AmiShareClient, job: Job, wait: bool, out: Console, connection: Connection
+) -> int:
+    """With --wait, follow the job to its end; otherwise say how to follow it."""
+    if wait:
+        return finish(client, job, out, connection)
+    return submitted(job, out, connection)
+
+
 def start_job(connection: Connection, request: JobRequest, wait: bool) -> None:
     def body(client: AmiShareClient, out: Console) -> int:
-        job = client.create_job(request)
-        if wait:
-            return finish(client, job, out, connection)
-        return submitted(job, out, connection)
+        return follow_or_report(client, client.create_job(request), wait, out, connection)
 
     run(connection, body)
 
@@ -357,10 +363,7 @@ def retry(
     connection = Connection(url, token, as_json)
 
     def body(client: AmiShareClient, out: Console) -> int:
-        retried = client.retry(job)
-        if wait:
-            return finish(client, retried, out, connection)
-        return submitted(retried, out, connection)
+        return follow_or_report(client, client.retry(job), wait, out, connection)
 
     run(connection, body)
 
