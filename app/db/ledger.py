@@ -41,18 +41,6 @@ class ShareLedger:
             )
         )
 
-    async def of_image(self, image_id: str, region: str) -> Sequence[Share]:
-        query = select(Share).where(col(Share.image_id) == image_id, col(Share.region) == region)
-        return (await self.session.execute(query)).scalars().all()
-
-    async def of_principals_in_region(
-        self, region: str, principals: Sequence[str]
-    ) -> Sequence[Share]:
-        query = select(Share).where(
-            col(Share.region) == region, col(Share.principal).in_(principals)
-        )
-        return (await self.session.execute(query)).scalars().all()
-
     async def of_principals(
         self, image_id: str, region: str, principals: Sequence[str]
     ) -> Sequence[Share]:

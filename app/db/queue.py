@@ -154,7 +154,3 @@ class JobQueue:
         )
         result = await self.session.execute(statement)
         return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    async def depth(self) -> int:
-        query = select(func.count()).where(col(Job.status) == JobStatus.QUEUED)
-        return int((await self.session.execute(query)).scalar_one())

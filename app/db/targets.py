@@ -82,12 +82,7 @@ class TargetLog:
         rows = (await self.session.execute(query)).all()
         return {TargetStatus(status): count for status, count in rows}
 
-    async def cancel_unstarted(self) -> None:
-        await self._update(None, status=TargetStatus.CANCELLED, only_pending=True)
-
-    async def _update(
-        self, principals: Sequence[str] | None, *, only_pending: bool = False, **values: Any
-    ) -> None:
+    async def _update(self, principals: Sequence[str] | None, **values: Any) -> None:
         if principals is not None and not principals:
             return
         now = utcnow()
@@ -103,10 +98,7 @@ class TargetLog:
         )
         if principals is not None:
             statement = statement.where(col(JobTarget.principal).in_(principals))
-        if only_pending:
-            statement = statement.where(col(JobTarget.status) == TargetStatus.PENDING)
-        else:
-            statement = statement.where(col(JobTarget.status).in_(_UNFINISHED))
+        statement = statement.where(col(JobTarget.status).in_(_UNFINISHED))
         await self.session.execute(statement)
         await self.session.execute(
             update(Job)
