@@ -10,7 +10,6 @@ from typing import Protocol, TypeVar
 from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import ImageInfo, KeyInfo, SnapshotInfo, SourceAccount
 from app.domain.errors import JobErrorCode, JobFailedError
-from app.worker.retry import RetryPolicy, with_retries
 
 T = TypeVar("T")
 
@@ -30,9 +29,18 @@ class Inspection:
         return tuple(k.key_arn for k in self.keys)
 
 
-async def inspect_image(source: SourceAccount, image_id: str, retry: RetryPolicy) -> Inspection:
+class SourceReader(Protocol):
+    """Source-side reads, retried, failing the job when they still fail (SourceSteps.read)."""
+
+    source: SourceAccount
+
+    async def read(self, call: Callable[[], Awaitable[T]]) -> T: ...
+
+
+async def inspect_image(steps: SourceReader, image_id: str) -> Inspection:
     """Everything a share needs to know, or a JobFailedError saying why it cannot be shared."""
-    image = await _source_call(retry, lambda: source.describe_image(image_id))
+    source = steps.source
+    image = await steps.read(lambda: source.describe_image(image_id))
     if image is None:
         raise JobFailedError(
             JobErrorCode.IMAGE_NOT_FOUND,
@@ -54,9 +62,7 @@ async def inspect_image(source: SourceAccount, image_id: str, retry: RetryPolicy
             JobErrorCode.INSTANCE_STORE_NOT_SUPPORTED,
             f"{image_id} is instance-store backed; only EBS-backed AMIs can be shared this way.",
         )
-    snapshots = await _source_call(retry, lambda: source.describe_snapshots(image.snapshot_ids))
-    key_ids = sorted({s.kms_key_id for s in snapshots if s.encrypted and s.kms_key_id})
-    keys = [await _source_call(retry, partial(source.describe_key, k)) for k in key_ids]
+    snapshots, keys = await _snapshots_and_keys(steps, image)
     managed = [k.key_arn for k in keys if k.is_aws_managed]
     if managed:
         raise JobFailedError(
@@ -68,11 +74,14 @@ async def inspect_image(source: SourceAccount, image_id: str, retry: RetryPolicy
     return Inspection(image, tuple(snapshots), tuple(keys))
 
 
-async def _source_call(retry: RetryPolicy, call: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await with_retries(retry, call)
-    except AwsCallError as error:
-        raise source_failure(error) from error
+async def _snapshots_and_keys(
+    steps: SourceReader, image: ImageInfo
+) -> tuple[list[SnapshotInfo], list[KeyInfo]]:
+    """The image's snapshots and the KMS keys that encrypt them."""
+    snapshots = await steps.read(lambda: steps.source.describe_snapshots(image.snapshot_ids))
+    key_ids = sorted({s.kms_key_id for s in snapshots if s.encrypted and s.kms_key_id})
+    keys = [await steps.read(partial(steps.source.describe_key, k)) for k in key_ids]
+    return snapshots, keys
 
 
 def source_failure(error: AwsCallError) -> JobFailedError:
@@ -88,15 +97,7 @@ def source_failure(error: AwsCallError) -> JobFailedError:
     )
 
 
-class _Reader(Protocol):
-    source: SourceAccount
-
-    async def read(self, call: Callable[[], Awaitable[T]]) -> T: ...
-
-
-async def key_arns_of_image(steps: _Reader, image: ImageInfo) -> list[str]:
+async def key_arns_of_image(steps: SourceReader, image: ImageInfo) -> list[str]:
     """The customer-managed keys behind an image's snapshots (for taking access back)."""
-    snapshots = await steps.read(lambda: steps.source.describe_snapshots(image.snapshot_ids))
-    key_ids = sorted({s.kms_key_id for s in snapshots if s.encrypted and s.kms_key_id})
-    keys = [await steps.read(partial(steps.source.describe_key, k)) for k in key_ids]
+    _snapshots, keys = await _snapshots_and_keys(steps, image)
     return [k.key_arn for k in keys if not k.is_aws_managed]

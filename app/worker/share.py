@@ -79,7 +79,7 @@ class ShareProcedure:
         progress = ShareProgress(list(targets))
         async with self.gateway.source(spec.source_account_id, spec.region) as source:
             steps = self._steps(source)
-            found = await inspect_image(source, spec.image_id, self.settings.retry)
+            found = await inspect_image(steps, spec.image_id)
             await self._grant_source_side(steps, spec, found, progress)
         if spec.verify and self.verifier is not None:
             await self.recorder.reach(progress.live, Step.VERIFY)
