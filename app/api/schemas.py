@@ -204,6 +204,8 @@ class TargetPage(BaseModel):
 
 
 class ShareOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     image_id: str
     region: str
     principal: str
@@ -215,19 +217,12 @@ class ShareOut(BaseModel):
 
     @classmethod
     def of(cls, share: Share) -> ShareOut:
-        return cls(
-            image_id=share.image_id,
-            region=share.region,
-            principal=share.principal,
-            principal_type=share.principal_type,
-            kms_key_ids=share.kms_key_ids,
-            snapshot_ids=share.snapshot_ids,
-            shared_at=share.shared_at,
-            job_id=share.job_id,
-        )
+        return cls.model_validate(share)
 
 
 class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     created_at: datetime
     api: str
@@ -239,17 +234,7 @@ class EventOut(BaseModel):
 
     @classmethod
     def of(cls, event: JobEvent) -> EventOut:
-        assert event.id is not None
-        return cls(
-            id=event.id,
-            created_at=event.created_at,
-            api=event.api,
-            resource=event.resource,
-            principals=event.principals,
-            request_id=event.request_id,
-            outcome=event.outcome,
-            message=event.message,
-        )
+        return cls.model_validate(event)
 
 
 class SharePage(BaseModel):

@@ -71,16 +71,9 @@ class SqlJobRecorder:
                 "aws_request_id": change.request_id,
             },
         )
-        event = JobEvent(
-            job_id=self.spec.job_id,
-            api=change.api,
-            resource=change.resource,
-            principals=list(change.principals),
-            request_id=change.request_id,
-            outcome="ok",
+        await self._audit(
+            change.api, change.resource, change.principals, change.request_id, outcome="ok"
         )
-        async with self.sessions.begin() as session:
-            await EventLog(session).add([event])
 
     async def change_failed(
         self,
@@ -95,14 +88,27 @@ class SqlJobRecorder:
             "aws change refused",
             extra={"api": api, "resource": resource, "code": code, "aws_request_id": request_id},
         )
+        await self._audit(api, resource, principals, request_id, outcome=code, message=message)
+
+    async def _audit(
+        self,
+        api: str,
+        resource: str,
+        principals: Sequence[str],
+        request_id: str | None,
+        *,
+        outcome: str,
+        message: str | None = None,
+    ) -> None:
+        """One job_event row: the audit trail of this AWS change."""
         event = JobEvent(
             job_id=self.spec.job_id,
             api=api,
             resource=resource,
             principals=list(principals),
             request_id=request_id,
-            outcome=code,
-            message=message[:2000],
+            outcome=outcome,
+            message=message[:2000] if message is not None else None,
         )
         async with self.sessions.begin() as session:
             await EventLog(session).add([event])
