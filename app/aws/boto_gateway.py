@@ -89,13 +89,9 @@ class BotoAwsGateway:
         self._default_region = default_region
         self._config = config or client_config()
         self._calls = CallRecorder(on_call)
-        self._sts_clients = AccountClients(
-            self._session,
-            region=default_region,
-            endpoint_url=endpoint_url,
-            config=self._config,
-            credentials=None,
-        )
+        # The service's own credentials: one set of clients per region for the gateway's life
+        # (building an EC2 client costs tens of milliseconds of CPU; a job should not pay it).
+        self._own_clients: dict[str, AccountClients] = {}
         self._own_account_id: str | None = None
         self._role_clients = SharedRoleClients(
             endpoint_url=endpoint_url,
@@ -130,12 +126,15 @@ class BotoAwsGateway:
 
     @asynccontextmanager
     async def source(self, account_id: str, region: str) -> AsyncIterator[SourceAccount]:
-        credentials = None
         if self._source_role_name:
             credentials = await self._assume_role(account_id, self._source_role_name)
-        # Without a source role the service's own credentials act; the caller checks ownership.
-        async with self._clients(region, credentials) as clients:
-            yield BotoSourceAccount(account_id, clients, self._calls)
+            with acting_as(credentials):
+                yield BotoSourceAccount(
+                    account_id, _RegionOf(self._role_clients, region), self._calls
+                )
+        else:
+            # The service's own credentials act; the caller checks ownership.
+            yield BotoSourceAccount(account_id, self._own(region), self._calls)
 
     @asynccontextmanager
     async def destination(self, account_id: str, region: str) -> AsyncIterator[DestinationAccount]:
@@ -149,9 +148,9 @@ class BotoAwsGateway:
             )
 
     async def aclose(self) -> None:
-        """Closes the shared STS and destination clients; source clients close with their
-        contexts."""
-        await self._sts_clients.aclose()
+        """Closes every client the gateway opened."""
+        for clients in list(self._own_clients.values()):
+            await clients.aclose()
         await self._role_clients.aclose()
 
     async def __aenter__(self) -> Self:
@@ -165,18 +164,22 @@ class BotoAwsGateway:
     ) -> None:
         await self.aclose()
 
-    def _clients(self, region: str, credentials: Credentials | None) -> AccountClients:
-        return AccountClients(
-            self._session,
-            region=region,
-            endpoint_url=self._endpoint_url,
-            config=self._config,
-            credentials=credentials,
-        )
+    def _own(self, region: str) -> AccountClients:
+        clients = self._own_clients.get(region)
+        if clients is None:
+            clients = AccountClients(
+                self._session,
+                region=region,
+                endpoint_url=self._endpoint_url,
+                config=self._config,
+                credentials=None,
+            )
+            self._own_clients[region] = clients
+        return clients
 
     async def _sts(self) -> STSClient:
         # One STS client for the gateway's life: up to 1,000 AssumeRoles per job reuse its pool.
-        return await self._sts_clients.sts()
+        return await self._own(self._default_region).sts()
 
     async def _assume_role(self, account_id: str, role_name: str) -> Credentials:
         """Credentials of `role_name` in `account_id`, always assumed from the service's own."""
@@ -196,7 +199,7 @@ class BotoAwsGateway:
 class BotoSourceAccount:
     """The account that owns the image, its snapshots and their keys."""
 
-    def __init__(self, account_id: str, clients: AccountClients, calls: CallRecorder) -> None:
+    def __init__(self, account_id: str, clients: _AccountClients, calls: CallRecorder) -> None:
         self.account_id = account_id
         self._clients = clients
         self._calls = calls
@@ -380,14 +383,15 @@ class BotoSourceAccount:
         )
 
 
-class _DestinationClients(Protocol):
+class _AccountClients(Protocol):
     async def ec2(self) -> EC2Client: ...
 
     async def kms(self) -> KMSClient: ...
 
 
 class _RegionOf:
-    """The shared role clients of one region, as a destination account uses them."""
+    """The shared role clients of one region, as an account acting through an assumed role
+    (a destination, or the source when a source role is set) uses them."""
 
     def __init__(self, clients: SharedRoleClients, region: str) -> None:
         self._shared = clients
@@ -403,7 +407,7 @@ class _RegionOf:
 class BotoDestinationAccount:
     """A destination account, seen through the destination role."""
 
-    def __init__(self, account_id: str, clients: _DestinationClients, calls: CallRecorder) -> None:
+    def __init__(self, account_id: str, clients: _AccountClients, calls: CallRecorder) -> None:
         self.account_id = account_id
         self._clients = clients
         self._calls = calls

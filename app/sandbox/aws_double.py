@@ -33,12 +33,14 @@ those accounts gets `AccessDenied`. Decisions draw from `random.Random(seed)`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import os
 import random
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -51,24 +53,22 @@ from urllib.parse import parse_qsl
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from xml.sax.saxutils import escape
 
+import uvicorn
+from a2wsgi import WSGIMiddleware
 from moto.core.parse import PROTOCOL_PARSERS, RequestDict
 from moto.core.utils import get_service_model
 from moto.ec2.models import ec2_backends
-from moto.iam.models import get_account_id_from
 from moto.kms.models import kms_backends
 from moto.moto_api._internal.models import moto_api_backend
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from starlette.types import Receive, Scope, Send
 from werkzeug.datastructures import Headers, MultiDict
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from app.sandbox import moto_ext
 
 CONTROL_PREFIX = "/_amishare/"
+MOTO_API_PREFIX = "/moto-api"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LOAD_DEFAULT_AMIS_ENV = "MOTO_EC2_LOAD_DEFAULT_AMIS"
 
@@ -210,7 +210,7 @@ def _caller_account(environ: WSGIEnvironment, access_key: str) -> str:
         return os.environ["MOTO_ACCOUNT_ID"]
     if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
         return str(environ["HTTP_X_MOTO_ACCOUNT_ID"])
-    return str(get_account_id_from(access_key))
+    return moto_ext.account_id_from(access_key)
 
 
 def _query_params(service: str, action: str, form: dict[str, str]) -> dict[str, Any]:
@@ -419,16 +419,13 @@ class AwsDoubleMiddleware:
         path = str(environ.get("PATH_INFO", ""))
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, start_response)
-        if path.startswith("/moto-api"):
+        if path.startswith(MOTO_API_PREFIX):
             return self.app(environ, start_response)
         return self._aws(environ, start_response)
 
     def _aws(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.time()
         call = _describe_call(environ)
-        latency_ms = self.control.faults.latency_ms
-        if latency_ms > 0:
-            time.sleep(latency_ms / 1000.0)
         fault = self.control.choose_fault(call)
         if fault is not None:
             self.control.record(call, started, fault.status, fault.name)
@@ -540,37 +537,63 @@ def build_app(control: DoubleControl) -> AwsDoubleMiddleware:
     return AwsDoubleMiddleware(DomainDispatcherApplication(create_backend_app), control)
 
 
+class LatencyFront:
+    """The double as an ASGI app: every AWS call waits the injected latency here, on the event
+    loop, then runs in the WSGI thread pool. A thread is busy only while moto works, so a
+    thousand calls in flight wait their latency side by side, as they would against AWS."""
+
+    def __init__(self, app: AwsDoubleMiddleware, *, workers: int = 8) -> None:
+        self.control = app.control
+        self._app = WSGIMiddleware(app, workers=workers)  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = str(scope.get("path", ""))
+            latency_ms = self.control.faults.latency_ms
+            if latency_ms > 0 and not path.startswith((CONTROL_PREFIX, MOTO_API_PREFIX)):
+                await asyncio.sleep(latency_ms / 1000.0)
+        await self._app(scope, receive, send)  # type: ignore[arg-type]
+
+
 class AwsDouble:
     """A running double: `url`, the request log, faults, reset and stop."""
 
-    def __init__(self, server: BaseWSGIServer, control: DoubleControl) -> None:
+    def __init__(self, server: uvicorn.Server, listener: socket.socket, control: DoubleControl):
         self._server = server
+        self._listener = listener
         self.control = control
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="amishare-aws-double", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name="amishare-aws-double", daemon=True)
+
+    def _serve(self) -> None:
+        self._server.run(sockets=[self._listener])
 
     @property
     def host(self) -> str:
-        return str(self._server.server_address[0])
+        return str(self._listener.getsockname()[0])
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._listener.getsockname()[1])
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def serve_in_background(self) -> None:
+    def serve_in_background(self, timeout: float = 10.0) -> None:
+        """Serve in a thread; returns once the double answers."""
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the AWS double did not start")
+            time.sleep(0.01)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.should_exit = True
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
+        self._listener.close()
 
     def requests(self, since: int = 0) -> list[RecordedRequest]:
         return self.control.requests(since)
@@ -609,11 +632,15 @@ class AwsDouble:
         self.stop()
 
 
-class _QuietRequestHandler(MotoRequestHandler):
-    """moto's request handler without werkzeug's one-line-per-request access log."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose protocol says TCP, and
+    # without it every answer waits ~40 ms for a delayed ACK.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    return listener
 
 
 def start(
@@ -623,6 +650,9 @@ def start(
     load_default_amis: bool | None = None,
 ) -> AwsDouble:
     """Install the moto patches and serve the double on a loopback address in a thread.
+
+    It is served by uvicorn (HTTP/1.1 keep-alive): moto's own werkzeug server closes the
+    connection after every answer and waits 10 ms before closing it.
 
     moto's ~1300 public AMIs per account and region are not loaded unless `load_default_amis`
     (or MOTO_EC2_LOAD_DEFAULT_AMIS=true when it is None): they cost 0.25 s per new account.
@@ -634,12 +664,20 @@ def start(
         os.environ.setdefault(LOAD_DEFAULT_AMIS_ENV, "false")
     else:
         os.environ[LOAD_DEFAULT_AMIS_ENV] = "true" if load_default_amis else "false"
+    for service in _DISPATCH_CACHED_SERVICES:
+        # Parsed once here: the first burst of concurrent calls would each parse it (50 ms).
+        get_service_model(service)
     control = DoubleControl()
     control.set_faults(faults or FaultConfig())
-    server = make_server(
-        host, port, build_app(control), threaded=True, request_handler=_QuietRequestHandler
+    config = uvicorn.Config(
+        LatencyFront(build_app(control)),
+        lifespan="off",
+        loop="asyncio",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=60,
     )
-    double = AwsDouble(server, control)
+    double = AwsDouble(uvicorn.Server(config), _listen(host, port), control)
     double.serve_in_background()
     return double
 

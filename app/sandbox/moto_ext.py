@@ -56,7 +56,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import moto
+import moto.iam.models as iam_models
+from moto.core.base_backend import BackendDict
 from moto.core.exceptions import JsonRESTError
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import (
     EC2ClientError,
@@ -71,7 +74,8 @@ from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.kms.models import Key, KmsBackend, kms_backends
 from moto.kms.responses import KmsResponse
-from moto.sts.models import sts_backends
+from moto.sts.models import STSBackend, sts_backends
+from moto.utilities.utils import PARTITION_NAMES
 
 MOTO_VERSION = "5.2.5"
 UNKNOWN_ACCOUNTS_ENV = "AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS"
@@ -579,6 +583,56 @@ def _reset_snapshot_attribute(self: Any) -> EmptyResult:
     return EmptyResult()
 
 
+# Not an AWS behaviour but the double's speed: moto finds the account of an access key by
+# looking in every account's IAM backend in every partition (creating the missing ones), twice
+# per request. With the 1,000 accounts of a fan-out run that scan was most of each call.
+_key_accounts: dict[str, str] = {}
+_scan_for_account: Callable[[str], str] = iam_models.get_account_id_from
+
+
+def _holds_access_key(account_id: str, access_key: str) -> bool:
+    per_partition = dict.get(iam_models.iam_backends, account_id)  # never creates a backend
+    if per_partition is None:
+        return False
+    for partition in PARTITION_NAMES:
+        backend = dict.get(per_partition, partition)
+        if backend is not None and access_key in backend.access_keys:
+            return True
+    return False
+
+
+def _create_access_key(self: Any, role: str) -> tuple[str, Any]:
+    account_id, access_key = _original(STSBackend, "_create_access_key")(self, role)
+    _key_accounts[str(access_key.access_key_id)] = account_id
+    return account_id, access_key
+
+
+# Not an AWS behaviour but the double's speed: moto checks that an account's backend exists by
+# listing every account under one process-wide lock, several times per request.
+def _create_account_specific_backend(self: Any, account_id: str) -> None:
+    if dict.__contains__(self, account_id):
+        return
+    _original(BackendDict, "_create_account_specific_backend")(self, account_id)
+
+
+def account_id_from(access_key: str) -> str:
+    """The account an access key belongs to, as moto's get_account_id_from answers, remembered.
+
+    Keys STS issues are recorded as they are issued; others are found by moto's scan once. An
+    account found is checked again on every use (the key may have been deleted); a key no
+    account holds stays with moto's default account: keys are random and never reused, so one
+    unknown when first seen does not become known later.
+    """
+    account = _key_accounts.get(access_key)
+    if account is not None and (
+        account == DEFAULT_ACCOUNT_ID or _holds_access_key(account, access_key)
+    ):
+        return account
+    account = _scan_for_account(access_key)
+    _key_accounts[access_key] = account
+    return account
+
+
 _PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
     (AmisResponse, "register_image", _register_image),
     (Ami, "block_device_mappings", _block_device_mappings),
@@ -595,6 +649,8 @@ _PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
     (AmiBackend, "describe_image_attribute", _describe_image_attribute),
     (AmisResponse, "reset_image_attribute", _reset_image_attribute),
     (ElasticBlockStore, "reset_snapshot_attribute", _reset_snapshot_attribute),
+    (STSBackend, "_create_access_key", _create_access_key),
+    (BackendDict, "_create_account_specific_backend", _create_account_specific_backend),
 )
 
 
@@ -623,4 +679,5 @@ def install() -> None:
             set_unknown_accounts(_accounts_from_env())
         for owner, name, patch in _PATCHES:
             _apply(owner, name, patch)
+        iam_models.get_account_id_from = account_id_from  # read at call time by moto's responses
         _installed = True
