@@ -7,6 +7,9 @@ In process:
     double.requests()                     # what the code under test called, in order
     double.stop()
 
+It is served by uvicorn with keep-alive; moto itself runs on the event loop's thread, one call
+at a time, while calls in flight wait their injected latency side by side (see LatencyFront).
+
 Standalone (multi-process tests, benchmarks):
     python -m app.sandbox.aws_double --port 0 --latency-ms 20 --throttle-rate 0.1
 prints `READY http://127.0.0.1:PORT` once listening and stops cleanly on SIGTERM/SIGINT.
@@ -45,6 +48,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from http import HTTPStatus
 from types import TracebackType
@@ -54,14 +58,17 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from xml.sax.saxutils import escape
 
 import uvicorn
-from a2wsgi import WSGIMiddleware
 from moto.core.parse import PROTOCOL_PARSERS, RequestDict
 from moto.core.utils import get_service_model
 from moto.ec2.models import ec2_backends
+from moto.iam.models import iam_backends
 from moto.kms.models import kms_backends
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sts.models import sts_backends
+from moto.utilities.utils import get_partition
 from starlette.types import Receive, Scope, Send
+from uvicorn.middleware.wsgi import build_environ
 from werkzeug.datastructures import Headers, MultiDict
 from werkzeug.wrappers import Request, Response
 
@@ -492,13 +499,17 @@ class AwsDoubleMiddleware:
 
 def open_accounts(account_ids: Iterable[str], region: str) -> None:
     """Let these accounts exist before anything shares with them, as real accounts do: moto
-    builds an account's EC2 and KMS state (default VPC, subnets, …) on its first call, which
-    would otherwise be charged to whatever first calls from that account."""
+    builds an account's EC2, KMS, IAM and STS state (default VPC, subnets, …) on its first
+    call, under one process-wide lock, which would otherwise be charged to whatever first
+    calls from that account."""
+    partition = get_partition(region)
     for account_id in account_ids:
         if not re.fullmatch(r"[0-9]{12}", account_id):
             raise ValueError(f"not an account ID: {account_id!r}")
         ec2_backends[account_id][region]
         kms_backends[account_id][region]
+        iam_backends[account_id][partition]
+        sts_backends[account_id][partition]
 
 
 def _json_object(request: Request) -> dict[str, Any]:
@@ -537,22 +548,75 @@ def build_app(control: DoubleControl) -> AwsDoubleMiddleware:
     return AwsDoubleMiddleware(DomainDispatcherApplication(create_backend_app), control)
 
 
+@dataclass
+class _Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
 class LatencyFront:
     """The double as an ASGI app: every AWS call waits the injected latency here, on the event
-    loop, then runs in the WSGI thread pool. A thread is busy only while moto works, so a
-    thousand calls in flight wait their latency side by side, as they would against AWS."""
+    loop, so a thousand calls in flight wait side by side, as they would against AWS.
+
+    Then moto answers the call right on the loop's thread: its work is a fraction of a
+    millisecond of Python, and handing each call to a thread pool (and the answer back) cost
+    more than the work, in GIL hand-offs. Control calls, which can take seconds (opening 1,000
+    accounts), go to a small pool instead.
+    """
 
     def __init__(self, app: AwsDoubleMiddleware, *, workers: int = 8) -> None:
+        self.app = app
         self.control = app.control
-        self._app = WSGIMiddleware(app, workers=workers)  # type: ignore[arg-type]
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aws-double")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = str(scope.get("path", ""))
-            latency_ms = self.control.faults.latency_ms
-            if latency_ms > 0 and not path.startswith((CONTROL_PREFIX, MOTO_API_PREFIX)):
-                await asyncio.sleep(latency_ms / 1000.0)
-        await self._app(scope, receive, send)  # type: ignore[arg-type]
+        if scope["type"] != "http":
+            return  # lifespan is off; no websockets
+        path = str(scope.get("path", ""))
+        latency_ms = self.control.faults.latency_ms
+        if latency_ms > 0 and not path.startswith((CONTROL_PREFIX, MOTO_API_PREFIX)):
+            await asyncio.sleep(latency_ms / 1000.0)
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        environ = dict(build_environ(scope, message, io.BytesIO(bytes(body))))  # type: ignore[arg-type]
+        if path.startswith((CONTROL_PREFIX, MOTO_API_PREFIX)):
+            # Control calls can take seconds (opening 1,000 accounts): off the loop.
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(self._pool, self._answer, environ)
+        else:
+            answer = self._answer(environ)
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+
+    def _answer(self, environ: WSGIEnvironment) -> _Answer:
+        started: list[_Answer] = []
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+            started[:] = [_Answer(int(status.split(" ", 1)[0]), encoded, b"")]
+            return chunks.append  # WSGI's write()
+
+        result = self.app(environ, start_response)
+        try:
+            chunks.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        answer = started[0]
+        answer.body = b"".join(chunks)
+        return answer
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class AwsDouble:
@@ -594,6 +658,9 @@ class AwsDouble:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._listener.close()
+        front = self._server.config.app
+        if isinstance(front, LatencyFront):
+            front.close()
 
     def requests(self, since: int = 0) -> list[RecordedRequest]:
         return self.control.requests(since)

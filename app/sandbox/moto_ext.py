@@ -167,13 +167,21 @@ def _key_arn(account_id: str, region: str, key_id: str) -> str:
         return key_id
 
 
-def _images_shared_with(account_id: str, region: str) -> dict[str, Any]:
+def _images_shared_with(
+    account_id: str, region: str, only: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """Other accounts' images whose launch permissions name `account_id` (among `only`)."""
+    wanted = None if only is None else list(only)
     found: dict[str, Any] = {}
     for owner, per_region in list(ec2_backends.items()):
         backend = dict.get(per_region, region)  # dict.get: never creates a backend
         if owner == account_id or backend is None:
             continue
-        for ami in list(backend.amis.values()):
+        amis = backend.amis
+        candidates = (
+            list(amis.values()) if wanted is None else [amis[i] for i in wanted if i in amis]
+        )
+        for ami in candidates:
             if any(lp.get("UserId") == account_id for lp in ami.launch_permissions):
                 found[ami.id] = ami
     return found
@@ -184,7 +192,7 @@ def _own_image(backend: Any, ami_id: str) -> Any:
         raise MalformedAMIIdError([ami_id])
     if ami_id in backend.amis:
         return backend.amis[ami_id]
-    if ami_id in _images_shared_with(backend.account_id, backend.region_name):
+    if ami_id in _images_shared_with(backend.account_id, backend.region_name, only=[ami_id]):
         raise EC2ClientError("AuthFailure", f"Not authorized for image:{ami_id}")
     raise InvalidAMIIdError(ami_id)
 
@@ -458,7 +466,8 @@ def _create_alias(self: Any, target_key_id: str, alias_name: str) -> Any:
 
 # AWS: DescribeImages also returns other accounts' images whose launch permissions name the caller.
 def _describe_images(self: Any, *args: Any, **kwargs: Any) -> Any:
-    shared = _images_shared_with(self.account_id, self.region_name)
+    ami_ids = kwargs.get("ami_ids", args[0] if args else None)
+    shared = _images_shared_with(self.account_id, self.region_name, only=ami_ids or None)
     if not shared:
         return _original(AmiBackend, "describe_images")(self, *args, **kwargs)
     view = _ImageView(self, {**shared, **self.amis})

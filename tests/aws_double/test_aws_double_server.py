@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,10 @@ from typing import Any
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from moto.ec2.models import ec2_backends
+from moto.iam.models import iam_backends
+from moto.kms.models import kms_backends
+from moto.sts.models import sts_backends
 
 from app.sandbox import moto_ext, seed
 from app.sandbox.aws_double import AwsDouble, FaultConfig, RecordedRequest, start
@@ -383,3 +388,24 @@ def test_standalone_process_serves_until_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+def test_connections_are_kept_open_between_calls(double: AwsDouble) -> None:
+    """HTTP/1.1 keep-alive: a client's calls share one connection, as they do with AWS."""
+    request = b"GET /_amishare/faults HTTP/1.1\r\nHost: double\r\n\r\n"
+    with socket.create_connection((double.host, double.port), timeout=10) as connection:
+        answers = []
+        for _ in range(2):
+            connection.sendall(request)
+            answers.append(connection.recv(65536))
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert b"connection: close" not in answer.lower()
+
+
+def test_opened_accounts_exist_in_every_service_the_service_calls(double: AwsDouble) -> None:
+    account = "444455556666"
+    double.open_accounts([account])
+
+    for backends in (ec2_backends, kms_backends, iam_backends, sts_backends):
+        assert dict.__contains__(backends, account)

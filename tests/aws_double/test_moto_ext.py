@@ -686,3 +686,24 @@ def test_install_refuses_another_moto_version(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(RuntimeError, match=r"moto==5\.2\.5"):
         moto_ext.install()
+
+
+def test_an_assumed_role_key_acts_as_the_role_account_and_an_unknown_key_as_the_default(
+    double: AwsDouble,
+) -> None:
+    credentials = seed.assume_account(double.url, DESTINATION)
+
+    assert moto_ext.account_id_from(credentials.access_key_id) == DESTINATION
+    assert moto_ext.account_id_from(credentials.access_key_id) == DESTINATION  # remembered
+    assert moto_ext.account_id_from("AKIANEVERISSUED0000") == seed.SOURCE_ACCOUNT_ID
+
+
+def test_a_deleted_access_key_no_longer_acts_as_its_account(double: AwsDouble) -> None:
+    iam = seed.client("iam", double.url, REGION, seed.assume_account(double.url, BYSTANDER))
+    iam.create_user(UserName="builder")
+    key = iam.create_access_key(UserName="builder")["AccessKey"]["AccessKeyId"]
+    assert moto_ext.account_id_from(key) == BYSTANDER
+
+    iam.delete_access_key(UserName="builder", AccessKeyId=key)
+
+    assert moto_ext.account_id_from(key) != BYSTANDER
