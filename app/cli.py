@@ -35,7 +35,8 @@ def serve(
 
     settings = _settings()
     upgrade(settings.database_url)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    app = create_app(settings, serving=True)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 @cli.command()

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Region used for STS and for finding the service's own account; jobs name their own region.
     aws_default_region: str = "us-east-1"
 
+    # GET /v1/jobs/{id} may answer from memory what the database held at most this long ago
+    # (0: read the database on every request); see app/jobs/status_cache.py.
+    status_cache_seconds: float = Field(default=0.25, ge=0, le=10)
+
     embedded_worker: bool = True
     worker_max_jobs: int = Field(default=4, ge=1, le=64)
     target_concurrency: int = Field(default=64, ge=1, le=512)

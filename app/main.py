@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,9 +21,12 @@ from app.aws.boto_gateway import BotoAwsGateway
 from app.aws.gateway import AwsGateway
 from app.config import Settings
 from app.db.engine import make_engine, make_session_factory
+from app.db.jobs import JobRepository
 from app.db.locks import PostgresKeyLocks, ProcessKeyLocks
+from app.heap import settle_heap
 from app.jobs.progress_cache import ProgressCache
 from app.jobs.service import JobPolicy
+from app.jobs.status_cache import StatusCache
 from app.metrics import Metrics
 from app.worker.executor import Executor
 from app.worker.locks import KeyLocks
@@ -39,7 +42,10 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings | None = None, gateway: AwsGateway | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, gateway: AwsGateway | None = None, *, serving: bool = False
+) -> FastAPI:
+    """`serving`: this process is a long-running server (`amishare serve`): see settle_heap."""
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -50,9 +56,13 @@ def create_app(settings: Settings | None = None, gateway: AwsGateway | None = No
         aws: AwsGateway = gateway or BotoAwsGateway.from_settings(settings)
         if isinstance(aws, BotoAwsGateway):
             aws.observe_calls(metrics.observe_aws_call)
+            if serving:
+                await settle_heap(aws)
         locks: KeyLocks = ProcessKeyLocks() if settings.is_sqlite else PostgresKeyLocks(engine)
         app.state.metrics = metrics
         app.state.progress_cache = ProgressCache()
+        status_cache = StatusCache(settings.status_cache_seconds)
+        app.state.status_cache = status_cache
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.tokens = TokenBook(settings.api_tokens)
@@ -72,10 +82,22 @@ def create_app(settings: Settings | None = None, gateway: AwsGateway | None = No
             worker_task = asyncio.create_task(worker.run(stop), name="embedded worker")
         app.state.worker = worker
         app.state.wake_worker = worker.wake if worker else _nothing
+        refresher: asyncio.Task[None] | None = None
+        if status_cache.enabled:
+
+            async def read_versions(job_ids: Sequence[str]) -> dict[str, int]:
+                async with sessions() as session:
+                    return await JobRepository(session).versions(job_ids)
+
+            refresher = asyncio.create_task(
+                status_cache.keep_fresh(read_versions, stop), name="job status cache"
+            )
         try:
             yield
         finally:
             stop.set()
+            if refresher is not None:
+                await refresher
             if worker_task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task

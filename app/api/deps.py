@@ -1,18 +1,19 @@
-"""Request dependencies: the database session (committed before the answer), the caller."""
+"""Request dependencies: the database session (committed before the answer), the caller,
+the job status cache."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import Caller, TokenBook
 from app.jobs.service import JobPolicy, JobService, SourceAccountLookup
-
-_bearer = HTTPBearer(auto_error=False, description="A token from AMISHARE_API_TOKENS")
+from app.jobs.status_cache import StatusCache
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -24,11 +25,21 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
-    async def authorize(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Caller:
+class ScopedBearer(HTTPBearer):
+    """The caller: its bearer token identified and checked for one scope, in one dependency.
+    Every request runs it, each poll included, so it is one step rather than two; OpenAPI sees
+    the same `HTTPBearer` scheme."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="HTTPBearer",
+            description="A token from AMISHARE_API_TOKENS",
+        )
+        self.scope = scope
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        credentials = await super().__call__(request)
         book: TokenBook = request.app.state.tokens
         caller = book.identify(credentials.credentials) if credentials else None
         if caller is None:
@@ -37,21 +48,35 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
                 "Missing or unknown bearer token.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if scope not in caller.scopes:
-            raise HTTPException(403, f"This token lacks the '{scope}' scope.")
+        if self.scope not in caller.scopes:
+            raise HTTPException(403, f"This token lacks the '{self.scope}' scope.")
         return caller
 
-    return authorize
+
+Reader = Annotated[Caller, Depends(ScopedBearer("jobs:read"))]
+Writer = Annotated[Caller, Depends(ScopedBearer("jobs:write"))]
 
 
-Reader = Annotated[Caller, Depends(require_scope("jobs:read"))]
-Writer = Annotated[Caller, Depends(require_scope("jobs:write"))]
-
-
-def _job_service(request: Request, session: SessionDep) -> JobService:
+async def _job_service(request: Request, session: SessionDep) -> JobService:
     policy: JobPolicy = request.app.state.job_policy
     own_account: SourceAccountLookup = request.app.state.own_account
     return JobService(session, policy, own_account, request.app.state.progress_cache)
 
 
 JobServiceDep = Annotated[JobService, Depends(_job_service)]
+
+
+@asynccontextmanager
+async def job_service(request: Request) -> AsyncIterator[JobService]:
+    """A JobService in its own transaction, for a route that needs the database only
+    sometimes (a dependency would open the transaction for every request)."""
+    async with request.app.state.sessions() as session, session.begin():
+        yield await _job_service(request, session)
+
+
+async def status_cache(request: Request) -> StatusCache:
+    cache: StatusCache = request.app.state.status_cache
+    return cache
+
+
+StatusCacheDep = Annotated[StatusCache, Depends(status_cache)]

@@ -147,6 +147,16 @@ class BotoAwsGateway:
                 account_id, _RegionOf(self._role_clients, region), self._calls
             )
 
+    async def warm_up(self) -> None:
+        """Build the clients of the default region now (service models parsed, client classes
+        made) rather than in the first job. No AWS call is made."""
+        region = self._default_region
+        await self._sts()
+        await self._own(region).ec2()
+        await self._own(region).kms()
+        await self._role_clients.ec2(region)
+        await self._role_clients.kms(region)
+
     async def aclose(self) -> None:
         """Closes every client the gateway opened."""
         for clients in list(self._own_clients.values()):

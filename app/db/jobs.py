@@ -49,6 +49,11 @@ class JobRepository:
         query = select(col(Job.version)).where(col(Job.id) == job_id)
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def versions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """The versions of these jobs (the ones that exist), in one query."""
+        query = select(col(Job.id), col(Job.version)).where(col(Job.id).in_(job_ids))
+        return {job_id: version for job_id, version in (await self.session.execute(query)).all()}
+
     async def find_by_idempotency_key(self, created_by: str, key: str) -> Job | None:
         query = select(Job).where(
             col(Job.created_by) == created_by, col(Job.idempotency_key) == key

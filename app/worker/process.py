@@ -11,6 +11,7 @@ from app.aws.boto_gateway import BotoAwsGateway
 from app.config import Settings
 from app.db.engine import make_engine, make_session_factory
 from app.db.locks import PostgresKeyLocks, ProcessKeyLocks
+from app.heap import settle_heap
 from app.worker.executor import Executor
 from app.worker.locks import KeyLocks
 from app.worker.runner import Worker
@@ -29,6 +30,7 @@ async def run_worker(settings: Settings, *, install_signal_handlers: bool) -> No
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
     async with BotoAwsGateway.from_settings(settings) as gateway:
+        await settle_heap(gateway)
         executor = Executor(gateway, locks, executor_settings(settings))
         worker = Worker(make_session_factory(engine), executor, worker_settings(settings))
         try:

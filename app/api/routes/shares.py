@@ -16,7 +16,7 @@ from app.jobs.ledger import ShareService
 router = APIRouter(prefix="/v1/shares", tags=["shares"])
 
 
-def _share_service(session: SessionDep) -> ShareService:
+async def _share_service(session: SessionDep) -> ShareService:
     return ShareService(session)
 
 
