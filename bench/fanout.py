@@ -207,7 +207,23 @@ def main() -> None:
             )
         )
     print_table(header, rows)
-    print(f"\npeak RSS of amishare serve: {peak:.0f} MB")
+    print()
+    for line in growth(results):
+        print(line)
+    print(f"peak RSS of amishare serve: {peak:.0f} MB")
+
+
+def growth(results: list[FanoutResult]) -> list[str]:
+    """How each mode's time grows with N, largest N against every smaller one."""
+    lines = []
+    for mode in ("key_policy", "grant"):
+        runs = sorted((r.n, r.seconds) for r in results if r.mode == mode)
+        if len(runs) < 2:
+            continue
+        n, seconds = runs[-1]
+        ratios = ", ".join(f"{seconds / s:.1f}x N={m}" for m, s in runs[:-1])
+        lines.append(f"{mode}: N={n} took {ratios}")
+    return lines
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

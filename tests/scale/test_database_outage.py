@@ -1,7 +1,8 @@
 """The database goes away for a while, under the API and the workers, and comes back.
 
 A TCP proxy between every process and PostgreSQL drops every connection and refuses new ones
-for longer than a lease; meanwhile the API answers 503 problem+json (never 500), /readyz is 503,
+for longer than a lease; meanwhile the API answers 503 problem+json (never 500; a job's status
+once its remembered answer is older than the status cache's bound), /readyz is 503,
 the workers back off, and once the database is back every accepted job finishes, each
 destination once.
 """
@@ -70,6 +71,9 @@ async def test_a_database_outage_is_503_and_loses_no_job(
     assert_unavailable(await cluster.client.get("/readyz"))
     refused = await cluster.post_job(image_id=images[JOBS].image_id, account_ids=["210987654321"])
     assert_unavailable(refused)
+    # A job's status may come from memory while it is younger than the status cache's bound
+    # (AMISHARE_STATUS_CACHE_SECONDS, 0.25 s); after that it is a 503 like everything else.
+    await wait_status(cluster.client, f"/v1/jobs/{job_ids[0]}", 503, timeout=5)
     assert_unavailable(await cluster.client.get(f"/v1/jobs/{job_ids[0]}"))
     assert_unavailable(await cluster.client.get("/v1/shares"))
     await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - cut_at)))
