@@ -56,11 +56,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import moto
+import moto.core.responses as moto_responses
 import moto.iam.models as iam_models
 from moto.core.base_backend import BackendDict
 from moto.core.exceptions import JsonRESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult, EmptyResult
+from moto.core.utils import method_names_from_class
 from moto.ec2.exceptions import (
     EC2ClientError,
     InvalidAMIAttributeItemValueError,
@@ -171,20 +173,53 @@ def _images_shared_with(
     account_id: str, region: str, only: Iterable[str] | None = None
 ) -> dict[str, Any]:
     """Other accounts' images whose launch permissions name `account_id` (among `only`)."""
-    wanted = None if only is None else list(only)
+    if only is not None:
+        return _named_images_shared_with(account_id, region, list(only))
     found: dict[str, Any] = {}
     for owner, per_region in list(ec2_backends.items()):
         backend = dict.get(per_region, region)  # dict.get: never creates a backend
         if owner == account_id or backend is None:
             continue
-        amis = backend.amis
-        candidates = (
-            list(amis.values()) if wanted is None else [amis[i] for i in wanted if i in amis]
-        )
-        for ami in candidates:
+        for ami in list(backend.amis.values()):
             if any(lp.get("UserId") == account_id for lp in ami.launch_permissions):
                 found[ami.id] = ami
     return found
+
+
+# Not an AWS behaviour but the double's speed: where each image ID was last found (owner,
+# region), so that looking an image up by ID does not visit every account of a large run.
+_image_owners: dict[str, str] = {}
+
+
+def _named_images_shared_with(account_id: str, region: str, ami_ids: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for ami_id in ami_ids:
+        ami = _find_image(ami_id, region)
+        if ami is None or _image_owners.get(ami_id) == account_id:
+            continue
+        if any(lp.get("UserId") == account_id for lp in ami.launch_permissions):
+            found[ami.id] = ami
+    return found
+
+
+def _find_image(ami_id: str, region: str) -> Any:
+    owner = _image_owners.get(ami_id)
+    if owner is not None:
+        ami = _image_in(owner, region, ami_id)
+        if ami is not None:
+            return ami
+    for account, per_region in list(ec2_backends.items()):
+        backend = dict.get(per_region, region)
+        if backend is not None and ami_id in backend.amis:
+            _image_owners[ami_id] = account
+            return backend.amis[ami_id]
+    return None
+
+
+def _image_in(owner: str, region: str, ami_id: str) -> Any:
+    per_region = dict.get(ec2_backends, owner)
+    backend = None if per_region is None else dict.get(per_region, region)
+    return None if backend is None else backend.amis.get(ami_id)
 
 
 def _own_image(backend: Any, ami_id: str) -> Any:
@@ -556,7 +591,9 @@ def _add_grant(
 ) -> Any:
     wanted = (name, grantee_principal, sorted(operations or []), constraints, retiring_principal)
     for grant in list(self.grants.values()):
-        if name and _grant_parameters(grant) == wanted:
+        # Names first: comparing every grant's full parameters made each CreateGrant cost more
+        # the more grants the key had.
+        if name and grant.name == name and _grant_parameters(grant) == wanted:
             return grant
     return _original(Key, "add_grant")(
         self, name, grantee_principal, operations, constraints, retiring_principal
@@ -597,6 +634,7 @@ def _reset_snapshot_attribute(self: Any) -> EmptyResult:
 # per request. With the 1,000 accounts of a fan-out run that scan was most of each call.
 _key_accounts: dict[str, str] = {}
 _scan_for_account: Callable[[str], str] = iam_models.get_account_id_from
+_list_method_names: Callable[[Any], list[str]] = method_names_from_class
 
 
 def _holds_access_key(account_id: str, access_key: str) -> bool:
@@ -622,6 +660,18 @@ def _create_account_specific_backend(self: Any, account_id: str) -> None:
     if dict.__contains__(self, account_id):
         return
     _original(BackendDict, "_create_account_specific_backend")(self, account_id)
+
+
+# Not an AWS behaviour but the double's speed: moto lists a response class's methods with
+# inspect.getmembers on every request; classes do not change, so the list is kept per class.
+_method_names: dict[type, list[str]] = {}
+
+
+def _method_names_from_class(clazz: Any) -> list[str]:
+    names = _method_names.get(clazz)
+    if names is None:
+        names = _method_names[clazz] = _list_method_names(clazz)
+    return names
 
 
 def account_id_from(access_key: str) -> str:
@@ -689,4 +739,6 @@ def install() -> None:
         for owner, name, patch in _PATCHES:
             _apply(owner, name, patch)
         iam_models.get_account_id_from = account_id_from  # read at call time by moto's responses
+        # moto's responses module imported the function by name: replace that name.
+        setattr(moto_responses, "method_names_from_class", _method_names_from_class)  # noqa: B010
         _installed = True

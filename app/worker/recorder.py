@@ -26,8 +26,8 @@ class JobRecorder(Protocol):
 
     async def cancel(self, principals: Sequence[Principal], note: str) -> None: ...
 
-    async def changed(self, change: Change) -> None:
-        """An AWS modification succeeded: the audit trail gets it."""
+    async def changed(self, *changes: Change) -> None:
+        """AWS modifications succeeded: the audit trail gets them (one write for all)."""
         ...
 
     async def change_failed(

@@ -61,18 +61,22 @@ class SqlJobRecorder:
         async with self.sessions.begin() as session:
             await self._targets(session).cancel(_values(principals), note)
 
-    async def changed(self, change: Change) -> None:
-        log.info(
-            "aws change",
-            extra={
-                "api": change.api,
-                "resource": change.resource,
-                "principals": len(change.principals),
-                "aws_request_id": change.request_id,
-            },
-        )
-        await self._audit(
-            change.api, change.resource, change.principals, change.request_id, outcome="ok"
+    async def changed(self, *changes: Change) -> None:
+        for change in changes:
+            log.info(
+                "aws change",
+                extra={
+                    "api": change.api,
+                    "resource": change.resource,
+                    "principals": len(change.principals),
+                    "aws_request_id": change.request_id,
+                },
+            )
+        await self._write_events(
+            [
+                self._event(c.api, c.resource, c.principals, c.request_id, outcome="ok")
+                for c in changes
+            ]
         )
 
     async def change_failed(
@@ -101,7 +105,21 @@ class SqlJobRecorder:
         message: str | None = None,
     ) -> None:
         """One job_event row: the audit trail of this AWS change."""
-        event = JobEvent(
+        await self._write_events(
+            [self._event(api, resource, principals, request_id, outcome=outcome, message=message)]
+        )
+
+    def _event(
+        self,
+        api: str,
+        resource: str,
+        principals: Sequence[str],
+        request_id: str | None,
+        *,
+        outcome: str,
+        message: str | None = None,
+    ) -> JobEvent:
+        return JobEvent(
             job_id=self.spec.job_id,
             api=api,
             resource=resource,
@@ -110,8 +128,12 @@ class SqlJobRecorder:
             outcome=outcome,
             message=message[:2000] if message is not None else None,
         )
+
+    async def _write_events(self, events: Sequence[JobEvent]) -> None:
+        if not events:
+            return
         async with self.sessions.begin() as session:
-            await EventLog(session).add([event])
+            await EventLog(session).add(events)
 
     async def record_shares(self, shares: Sequence[ShareRecord]) -> None:
         rows = [

@@ -121,6 +121,7 @@ class SourceSteps:
     ) -> tuple[dict[Principal, dict[str, str]], Rejected]:
         grants: dict[Principal, dict[str, str]] = {}
         rejected: Rejected = {}
+        changes: list[Change] = []
 
         async def create(principal: Principal, key_arn: str) -> None:
             name = grant_name(principal.value)
@@ -132,14 +133,20 @@ class SourceSteps:
                 await self._audit_failure("kms:CreateGrant", key_arn, [principal], error)
                 rejected[principal] = error
                 return
-            await self.recorder.changed(change)
+            changes.append(change)
             grants.setdefault(principal, {})[key_arn] = grant_id
 
-        await self._bounded([partial(create, p, k) for p in accounts for k in key_arns])
+        # The audit rows of a thousand grants go in one write, not one transaction each; even
+        # when the step is interrupted, the grants made so far are written.
+        try:
+            await self._bounded([partial(create, p, k) for p in accounts for k in key_arns])
+        finally:
+            await self.recorder.changed(*changes)
         return grants, rejected
 
     async def retire_grants(self, grants: Sequence[GrantToRetire]) -> Rejected:
         rejected: Rejected = {}
+        changes: list[Change] = []
 
         async def retire(grant: GrantToRetire) -> None:
             try:
@@ -153,9 +160,12 @@ class SourceSteps:
                 rejected[grant.principal] = error
                 return
             if change is not None:
-                await self.recorder.changed(change)
+                changes.append(change)
 
-        await self._bounded([partial(retire, g) for g in grants])
+        try:
+            await self._bounded([partial(retire, g) for g in grants])
+        finally:
+            await self.recorder.changed(*changes)
         return rejected
 
     # Snapshots: one call per snapshot per 500 accounts (no org/OU form exists).
