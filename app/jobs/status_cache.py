@@ -27,12 +27,21 @@ VersionReader = Callable[[Sequence[str]], Awaitable[Mapping[str, int]]]
 AnswerReader = Callable[[], Awaitable[tuple[int, bytes]]]
 
 
+def etag_of(version: int) -> str:
+    """A job's ETag: its version, quoted."""
+    return f'"v{version}"'
+
+
 @dataclass(slots=True)
 class Snapshot:
     version: int
     body: bytes
     confirmed_at: float  # monotonic time at which `version` was last seen in the database
     used_at: float
+    etag: str = ""
+
+    def __post_init__(self) -> None:
+        self.etag = etag_of(self.version)
 
 
 class StatusCache:

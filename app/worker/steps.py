@@ -5,7 +5,7 @@ principal that AWS rejects; each change is audited whether it lands or not."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -182,38 +182,24 @@ class SourceSteps:
     async def _snapshot_permission(
         self, snapshot_ids: Sequence[str], accounts: Sequence[Principal], *, adding: bool
     ) -> Rejected:
-        """Every snapshot at once (they are independent); each in chunks of 500 accounts."""
+        """Every snapshot and every chunk of 500 accounts at once: they are independent."""
         modify = (
             self.source.add_snapshot_permission
             if adding
             else self.source.remove_snapshot_permission
         )
 
-        async def one_snapshot(snapshot_id: str) -> Rejected:
-            rejected: Rejected = {}
-            for chunk in chunked(accounts, SNAPSHOT_BATCH):
+        async def apply(snapshot_id: str, batch: Sequence[Principal]) -> None:
+            ids = [p.value for p in batch]
+            await self.change(
+                "ec2:ModifySnapshotAttribute", snapshot_id, batch, lambda: modify(snapshot_id, ids)
+            )
 
-                async def apply(batch: Sequence[Principal]) -> None:
-                    ids = [p.value for p in batch]
-                    await self.change(
-                        "ec2:ModifySnapshotAttribute",
-                        snapshot_id,
-                        batch,
-                        lambda: modify(snapshot_id, ids),
-                    )
-
-                rejected |= await self.isolate(chunk, apply)
-            return rejected
-
-        outcomes = await asyncio.gather(
-            *(one_snapshot(s) for s in snapshot_ids), return_exceptions=True
+        return await _all_settled(
+            self.isolate(chunk, partial(apply, snapshot_id))
+            for snapshot_id in snapshot_ids
+            for chunk in chunked(accounts, SNAPSHOT_BATCH)
         )
-        rejected: Rejected = {}
-        for outcome in outcomes:  # every snapshot's call has ended before any error is raised
-            if isinstance(outcome, BaseException):
-                raise outcome
-            rejected |= outcome
-        return rejected
 
     # Launch permission: one call per 500 principals.
     async def add_launch_permission(
@@ -232,16 +218,16 @@ class SourceSteps:
         modify = (
             self.source.add_launch_permission if adding else self.source.remove_launch_permission
         )
-        rejected: Rejected = {}
-        for chunk in chunked(principals, LAUNCH_PERMISSION_BATCH):
 
-            async def apply(batch: Sequence[Principal]) -> None:
-                await self.change(
-                    "ec2:ModifyImageAttribute", image_id, batch, lambda: modify(image_id, batch)
-                )
+        async def apply(batch: Sequence[Principal]) -> None:
+            await self.change(
+                "ec2:ModifyImageAttribute", image_id, batch, lambda: modify(image_id, batch)
+            )
 
-            rejected |= await self.isolate(chunk, apply)
-        return rejected
+        # Chunks side by side: each adds (or removes) its own principals.
+        return await _all_settled(
+            self.isolate(chunk, apply) for chunk in chunked(principals, LAUNCH_PERMISSION_BATCH)
+        )
 
     # The mechanics every step shares.
     async def read(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -306,3 +292,14 @@ def _check_size(key_arn: str, policy: dict[str, object]) -> None:
             f"{KEY_POLICY_MAX_BYTES}. Use kms_access 'grant', or share with an organization or "
             "OU instead of many accounts.",
         )
+
+
+async def _all_settled(works: Iterable[Awaitable[Rejected]]) -> Rejected:
+    """Run side by side; every call has ended before the first error is raised."""
+    outcomes = await asyncio.gather(*works, return_exceptions=True)
+    rejected: Rejected = {}
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        rejected |= outcome
+    return rejected

@@ -9,6 +9,9 @@ from typing import Any
 import moto
 import pytest
 from botocore.exceptions import ClientError
+from moto.core import responses
+from moto.core.utils import method_names_from_class
+from moto.kms.responses import KmsResponse
 
 from app.sandbox import moto_ext, seed
 from app.sandbox.aws_double import AwsDouble
@@ -707,3 +710,10 @@ def test_a_deleted_access_key_no_longer_acts_as_its_account(double: AwsDouble) -
     iam.delete_access_key(UserName="builder", AccessKeyId=key)
 
     assert moto_ext.account_id_from(key) != BYSTANDER
+
+
+def test_a_response_class_methods_are_listed_once_and_as_moto_lists_them(double: AwsDouble) -> None:
+    listed = responses.method_names_from_class(KmsResponse)
+
+    assert listed == method_names_from_class(KmsResponse)
+    assert responses.method_names_from_class(KmsResponse) is listed

@@ -51,14 +51,22 @@ async def test_metrics_move_as_a_job_runs(service: Service) -> None:
     assert ("amishare_worker_leases", ()) in after
 
 
-async def test_audit_events_list_every_aws_modification_of_the_job(service: Service) -> None:
+@pytest.mark.parametrize(
+    ("kms_access", "refusal"),
+    [("key_policy", "MalformedPolicyDocumentException"), ("grant", "InvalidArnException")],
+)
+async def test_audit_events_list_every_aws_modification_of_the_job(
+    service: Service, kms_access: str, refusal: str
+) -> None:
     key = seed.create_customer_key(service.double.url)
     image = seed.create_encrypted_image(service.double.url, key.key_id, snapshot_count=2)
     accounts = new_account_ids(4)
     service.double.set_unknown_accounts([accounts[1]])  # one refused change is audited too
     since = len(service.double.requests())
 
-    answer = await service.post_job(image_id=image.image_id, account_ids=accounts)
+    answer = await service.post_job(
+        image_id=image.image_id, account_ids=accounts, kms_access=kms_access
+    )
     job = await service.wait_for(answer.json()["id"])
     events = (await service.client.get(f"/v1/jobs/{job['id']}/events")).json()["items"]
 
@@ -69,7 +77,7 @@ async def test_audit_events_list_every_aws_modification_of_the_job(service: Serv
     assert by_event == by_request
     refused = [e for e in events if e["outcome"] != "ok"]
     assert refused and all(e["request_id"] for e in events)
-    assert {e["outcome"] for e in refused} == {"MalformedPolicyDocumentException"}
+    assert {e["outcome"] for e in refused} == {refusal}
     reader = {"Authorization": f"Bearer {READER_TOKEN}"}
     paged = await service.client.get(
         f"/v1/jobs/{job['id']}/events", params={"limit": 2}, headers=reader

@@ -25,7 +25,7 @@ from app.db.jobs import JobFilter
 from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN
 from app.domain.types import Action, JobStatus, TargetStatus
 from app.jobs.service import JobWithProgress
-from app.jobs.status_cache import StatusCache
+from app.jobs.status_cache import StatusCache, etag_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -89,7 +89,7 @@ async def create_job(
     return JSONResponse(
         out.model_dump(mode="json", by_alias=True),
         status_code=202 if created else 200,
-        headers={"Location": f"/v1/jobs/{out.id}", "ETag": f'"v{found.job.version}"'},
+        headers={"Location": f"/v1/jobs/{out.id}", "ETag": _etag(found.job.version)},
         background=BackgroundTask(wake) if created else None,
     )
 
@@ -111,6 +111,8 @@ async def get_job(
     if_none_match = _if_none_match(request)
     cache: StatusCache = request.app.state.status_cache
     snapshot = cache.get(job_id)
+    if snapshot is not None and if_none_match == snapshot.etag:
+        return Response(status_code=304, headers={"ETag": snapshot.etag})  # the usual poll
     if snapshot is None or _newest_asked(if_none_match) > snapshot.version:
 
         async def read() -> tuple[int, bytes]:
@@ -140,7 +142,7 @@ def _if_none_match(request: Request) -> str | None:
 
 
 def _etag(version: int) -> str:
-    return f'"v{version}"'
+    return etag_of(version)
 
 
 def _newest_asked(if_none_match: str | None) -> int:
