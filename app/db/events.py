@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -16,8 +16,12 @@ class EventLog:
         self.session = session
 
     async def add(self, events: Sequence[JobEvent]) -> None:
-        self.session.add_all(events)
-        await self.session.flush()
+        """The rows in one multi-row INSERT (a thousand grants' rows through the ORM's unit of
+        work took longer than the grants)."""
+        if not events:
+            return
+        rows = [event.model_dump(exclude={"id"}) for event in events]
+        await self.session.execute(insert(JobEvent), rows)
 
     async def page(self, job_id: str, limit: int, after_id: int | None) -> Sequence[JobEvent]:
         query = (
