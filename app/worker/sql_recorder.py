@@ -92,21 +92,8 @@ class SqlJobRecorder:
             "aws change refused",
             extra={"api": api, "resource": resource, "code": code, "aws_request_id": request_id},
         )
-        await self._audit(api, resource, principals, request_id, outcome=code, message=message)
-
-    async def _audit(
-        self,
-        api: str,
-        resource: str,
-        principals: Sequence[str],
-        request_id: str | None,
-        *,
-        outcome: str,
-        message: str | None = None,
-    ) -> None:
-        """One job_event row: the audit trail of this AWS change."""
         await self._write_events(
-            [self._event(api, resource, principals, request_id, outcome=outcome, message=message)]
+            [self._event(api, resource, principals, request_id, outcome=code, message=message)]
         )
 
     def _event(
@@ -119,6 +106,7 @@ class SqlJobRecorder:
         outcome: str,
         message: str | None = None,
     ) -> JobEvent:
+        """One job_event row: the audit trail of one AWS change."""
         return JobEvent(
             job_id=self.spec.job_id,
             api=api,

@@ -397,10 +397,27 @@ def test_connections_are_kept_open_between_calls(double: AwsDouble) -> None:
         answers = []
         for _ in range(2):
             connection.sendall(request)
-            answers.append(connection.recv(65536))
-    for answer in answers:
-        assert answer.startswith(b"HTTP/1.1 200 ")
-        assert b"connection: close" not in answer.lower()
+            answers.append(read_answer(connection))
+    for head, body in answers:
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"connection: close" not in head.lower()
+        assert json.loads(body)["latency_ms"] == 0
+
+
+def read_answer(connection: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head, body
 
 
 def test_opened_accounts_exist_in_every_service_the_service_calls(double: AwsDouble) -> None:
