@@ -24,6 +24,8 @@ def test_fanout_benchmark_runs_end_to_end() -> None:
             "5",
             "--latency-ms",
             "0",
+            "--repeat",
+            "1",
         ],
         cwd=ROOT,
         capture_output=True,
