@@ -97,7 +97,9 @@ def create_app(
         finally:
             stop.set()
             if refresher is not None:
-                await refresher
+                refresher.cancel()  # nothing to finish: it only confirms versions
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
             if worker_task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task

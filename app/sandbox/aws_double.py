@@ -529,6 +529,7 @@ def _json_account_list(request: Request) -> list[str]:
 def reset_moto() -> None:
     """Forget every AWS resource in every account and region (patches stay installed)."""
     moto_api_backend.reset()
+    moto_ext.forget_lookups()
 
 
 def reset_everything(control: DoubleControl) -> None:

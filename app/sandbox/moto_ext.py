@@ -116,6 +116,12 @@ def is_installed() -> bool:
     return _installed
 
 
+def forget_lookups() -> None:
+    """Drop the speed-up indexes (access key → account, image → owner), as after a reset."""
+    _key_accounts.clear()
+    _image_owners.clear()
+
+
 # --------------------------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------------------------
