@@ -66,6 +66,11 @@ _LAUNCH_PERMISSION_FIELD = {
 }
 
 
+# Connections per shared client (the service's own clients, the destination role clients); they
+# open as needed, up to the destinations in flight in this process.
+SHARED_POOL_CONNECTIONS = 512
+
+
 class BotoAwsGateway:
     """One aioboto3 session for every account; clients per account context, STS shared."""
 
@@ -87,7 +92,9 @@ class BotoAwsGateway:
         self._destination_role_name = destination_role_name
         self._external_id = external_id
         self._default_region = default_region
-        self._config = config or client_config()
+        # One STS client assumes every destination's role: a pool smaller than the destinations
+        # in flight made them queue for a connection (64 by default: two waves at N = 100).
+        self._config = config or client_config(max_pool_connections=SHARED_POOL_CONNECTIONS)
         self._calls = CallRecorder(on_call)
         # The service's own credentials: one set of clients per region for the gateway's life
         # (building an EC2 client costs tens of milliseconds of CPU; a job should not pay it).
@@ -95,7 +102,7 @@ class BotoAwsGateway:
         self._own_account_id: str | None = None
         self._role_clients = SharedRoleClients(
             endpoint_url=endpoint_url,
-            config=client_config(max_pool_connections=512),
+            config=client_config(max_pool_connections=SHARED_POOL_CONNECTIONS),
             loader_from=core,
         )
 
