@@ -93,7 +93,13 @@ class StatusCache:
         if pending is None:
             pending = asyncio.ensure_future(self._read(job_id, read))
             self._loading[job_id] = pending
-            pending.add_done_callback(lambda _: self._loading.pop(job_id, None))
+
+            def done(future: asyncio.Future[Snapshot]) -> None:
+                self._loading.pop(job_id, None)
+                if not future.cancelled():
+                    future.exception()  # seen, even if every waiter has gone (client hung up)
+
+            pending.add_done_callback(done)
         return await asyncio.shield(pending)
 
     async def _read(self, job_id: str, read: AnswerReader) -> Snapshot:
