@@ -45,10 +45,6 @@ class JobRepository:
         result = await self.session.execute(select(Job).where(col(Job.id) == job_id))
         return result.scalar_one_or_none()
 
-    async def version(self, job_id: str) -> int | None:
-        query = select(col(Job.version)).where(col(Job.id) == job_id)
-        return (await self.session.execute(query)).scalar_one_or_none()
-
     async def versions(self, job_ids: Sequence[str]) -> dict[str, int]:
         """The versions of these jobs (the ones that exist), in one query."""
         query = select(col(Job.id), col(Job.version)).where(col(Job.id).in_(job_ids))

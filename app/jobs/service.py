@@ -126,13 +126,6 @@ class JobService:
             self.progress_cache.put(job.id, job.version, progress)
         return JobWithProgress(job, progress)
 
-    async def version(self, job_id: str) -> int:
-        """The job's version, cheap: answers a conditional GET without counting targets."""
-        version = await self.jobs.version(job_id)
-        if version is None:
-            raise NotFoundError(f"No job with id '{job_id}'.")
-        return version
-
     async def list_jobs(
         self, filters: JobFilter, limit: int, cursor: str | None
     ) -> Page[JobWithProgress]:

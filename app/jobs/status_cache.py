@@ -38,10 +38,10 @@ class Snapshot:
     body: bytes
     confirmed_at: float  # monotonic time at which `version` was last seen in the database
     used_at: float
-    etag: str = ""
 
-    def __post_init__(self) -> None:
-        self.etag = etag_of(self.version)
+    @property
+    def etag(self) -> str:
+        return etag_of(self.version)
 
 
 class StatusCache:

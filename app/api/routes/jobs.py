@@ -89,7 +89,7 @@ async def create_job(
     return JSONResponse(
         out.model_dump(mode="json", by_alias=True),
         status_code=202 if created else 200,
-        headers={"Location": f"/v1/jobs/{out.id}", "ETag": _etag(found.job.version)},
+        headers={"Location": f"/v1/jobs/{out.id}", "ETag": etag_of(found.job.version)},
         background=BackgroundTask(wake) if created else None,
     )
 
@@ -141,10 +141,6 @@ def _if_none_match(request: Request) -> str | None:
     return value
 
 
-def _etag(version: int) -> str:
-    return etag_of(version)
-
-
 def _newest_asked(if_none_match: str | None) -> int:
     """The highest job version an If-None-Match names (0 if none): a client that has seen a
     newer version than the cached one is answered from the database."""
@@ -161,7 +157,7 @@ def _render(out: JobOut) -> bytes:
 
 
 def _job_answer(version: int, body: bytes, if_none_match: str | None) -> Response:
-    etag = _etag(version)
+    etag = etag_of(version)
     if _matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
