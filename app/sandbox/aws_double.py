@@ -30,7 +30,13 @@ XML). `error_rate` answers with a 500 (`InternalError`; KMS: `KMSInternalExcepti
 `actions`, when not empty, limits throttling and 5xx to those action names. `deny_accounts`:
 every call by those accounts gets `UnauthorizedOperation` (EC2, 403) / `AccessDeniedException`
 (KMS) / `AccessDenied` (STS, 403). `deny_assume_role_into`: STS `AssumeRole` into a role of
-those accounts gets `AccessDenied`. Decisions draw from `random.Random(seed)`.
+those accounts gets `AccessDenied`. `credential_lifetime_seconds` (0 = off; standalone:
+`--credential-lifetime-seconds`): a call signed with credentials STS AssumeRole issued longer
+ago than that is answered as AWS answers expired session credentials, before any other fault:
+EC2 `RequestExpired` "Request has expired." (400, XML), KMS `ExpiredTokenException` (400, JSON)
+and STS `ExpiredToken` (400, XML) "The security token included in the request is expired";
+recorded with fault "expired". Long-term keys (the fake `testing` ones) never expire.
+Decisions draw from `random.Random(seed)`.
 """
 
 from __future__ import annotations
@@ -129,10 +135,11 @@ class FaultConfig:
     actions: tuple[str, ...] = ()
     deny_accounts: tuple[str, ...] = ()
     deny_assume_role_into: tuple[str, ...] = ()
+    credential_lifetime_seconds: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "throttle_rate", "error_rate"):
+        for name in ("latency_ms", "throttle_rate", "error_rate", "credential_lifetime_seconds"):
             object.__setattr__(self, name, float(getattr(self, name)))
         for name in ("actions", "deny_accounts", "deny_assume_role_into"):
             object.__setattr__(self, name, _string_tuple(name, getattr(self, name)))
@@ -141,8 +148,9 @@ class FaultConfig:
         for name in ("throttle_rate", "error_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
-        if self.latency_ms < 0:
-            raise ValueError("latency_ms must not be negative")
+        for name in ("latency_ms", "credential_lifetime_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultConfig:
@@ -182,6 +190,7 @@ class _AwsCall:
     action: str
     region: str
     params: dict[str, Any] | None  # only for mutating calls and AssumeRole
+    access_key: str = ""
 
     @property
     def mutating(self) -> bool:
@@ -264,7 +273,7 @@ def _describe_call(environ: WSGIEnvironment) -> _AwsCall:
         action = form.get("Action", "")
         params = _query_params(service, action, form) if _keeps_params(action) else None
     account = _caller_account(environ, access_key)
-    return _AwsCall(account, service, action, region, params)
+    return _AwsCall(account, service, action, region, params, access_key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,6 +308,20 @@ def _throttle_fault(service: str) -> _Fault:
 def _server_fault(service: str) -> _Fault:
     code = "KMSInternalException" if service == "kms" else "InternalError"
     return _Fault("error", 500, code, "We encountered an internal error. Please try again.")
+
+
+def _expired_fault(service: str) -> _Fault:
+    if service == "ec2":
+        return _Fault("expired", 400, "RequestExpired", "Request has expired.")
+    code = "ExpiredTokenException" if service == "kms" else "ExpiredToken"
+    return _Fault("expired", 400, code, "The security token included in the request is expired")
+
+
+def _credentials_expired(call: _AwsCall, lifetime_seconds: float) -> bool:
+    if lifetime_seconds <= 0:
+        return False
+    age = moto_ext.credentials_age(call.access_key)
+    return age is not None and age > lifetime_seconds
 
 
 def _deny_fault(call: _AwsCall) -> _Fault:
@@ -365,6 +388,8 @@ class DoubleControl:
 
     def choose_fault(self, call: _AwsCall) -> _Fault | None:
         config = self.faults
+        if _credentials_expired(call, config.credential_lifetime_seconds):
+            return _expired_fault(call.service)
         if call.account in config.deny_accounts:
             return _deny_fault(call)
         if _assume_role_target(call) in config.deny_assume_role_into:
@@ -763,6 +788,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--throttle-rate", type=float, default=0.0)
     parser.add_argument("--throttle-all-calls", action="store_true")
     parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--credential-lifetime-seconds",
+        type=float,
+        default=0.0,
+        help="STS credentials older than this are answered as expired (0: never)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--unknown-accounts", default="", help="comma-separated account IDs")
     parser.add_argument("--load-default-amis", action="store_true")
@@ -776,6 +807,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         throttle_rate=args.throttle_rate,
         throttle_all_calls=args.throttle_all_calls,
         error_rate=args.error_rate,
+        credential_lifetime_seconds=args.credential_lifetime_seconds,
         seed=args.seed,
     )
     load_default_amis = True if args.load_default_amis else None

@@ -11,10 +11,30 @@ Choices worth knowing (see also the project's AWS notes, AWS.md):
   snapshot is kept and `RootDeviceType` is `ebs`.
 - Cross-account `DescribeKey`: a key policy grants an account only through an Allow statement
   whose `AWS` principal is `arn:aws:iam::<acct>:root` or the bare account id (a role ARN names
-  that role, not the account), or through an unconditioned `*`. A `*` principal with a
-  `Condition` (e.g. `aws:PrincipalOrgID`) never grants here: the double has no organisations.
-  A matching Deny wins. Grants count when their grantee is any principal of the caller's account
-  and their operations include `DescribeKey`.
+  that role, not the account), or `*`. A statement with any `Condition` never matches, Allow or
+  Deny: the double has no organisations (`aws:PrincipalOrgID`) and its caller is never an AWS
+  service acting for a resource (`kms:GrantIsForAWSResource`). A matching Deny wins over the
+  policy's Allows (not over grants). Grants count when their grantee is any principal of the
+  caller's account and their operations include `DescribeKey`.
+- Cross-account `CreateGrant` (the key's full ARN) and `ListGrants` are decided the same way for
+  `kms:CreateGrant` / `kms:ListGrants`. A grant whose operations include `CreateGrant` lets its
+  grantee's account create grants with only operations that grant has (its constraints are not
+  compared). A grant's `IssuingAccount` is `arn:aws:iam::<acct>:root` of the account that called
+  CreateGrant; a retry returning an existing grant by Name keeps its issuer. The key owner's
+  RevokeGrant removes any grant on the key, whoever issued it.
+- `ListGrants` filters by `GranteePrincipal` (exact string) and `GrantId`, lists grants in
+  creation order, and pages with `Limit` (1-100, default 50): `NextMarker` (only while
+  `Truncated`) names the next grant by its creation order, so revoking grants already listed
+  does not disturb the next page.
+- `PutKeyPolicy`'s lockout safety check (skipped with `BypassPolicyLockoutSafetyCheck`): the new
+  policy must let the caller call PutKeyPolicy: an Allow naming its account (root ARN, bare id),
+  `*`, or, for an assumed-role caller, the role's ARN (`arn:aws:iam::<acct>:role/<name>`, as
+  given to AssumeRole), with an action matching `kms:PutKeyPolicy` (`kms:*`, `kms:Put*`), and no
+  Deny naming it. The same conditions rule as above. CreateKey does not make this check here.
+- `AssumeRole` answers with the `SourceIdentity` it was given (moto drops it) and checks it and
+  `RoleSessionName` against 2-64 characters of `[\\w+=,.@-]`.
+- STS-issued access keys are remembered with their issue time (`credentials_age()`): the
+  double's `credential_lifetime_seconds` fault answers older ones as expired.
 - Unknown accounts ("do not exist") come from `set_unknown_accounts()` or the comma-separated
   env var AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS (read at import and at the first `install()`). They
   are refused when added (key policy, grant, launch or create-volume permission); removing an
@@ -41,17 +61,30 @@ from AWS or an AWS-compatible API in public sources, [guess] not confirmed):
   making an encrypted snapshot public: OperationNotPermitted "Encrypted snapshots cannot be
   shared publicly" [seen].
 - Changing or describing attributes of another account's (shared) AMI: AuthFailure [guess].
-- Cross-account DescribeKey not allowed: AccessDeniedException [doc]; missing key:
+- Cross-account DescribeKey / CreateGrant / ListGrants not allowed: AccessDeniedException
+  [doc]; missing key (also on the caller's own CreateGrant/ListGrants, where moto crashed):
   NotFoundException [doc].
+- A grant created through a parent grant with an operation the parent lacks:
+  AccessDeniedException [guess: a permission problem, like the call with no parent at all].
+- ListGrants `Limit` outside 1-100: ValidationException [guess: the documented range; the
+  botocore model says up to 1000]; a `Marker` the double did not issue: InvalidMarkerException
+  [doc: ListGrants' error list], message [guess].
+- PutKeyPolicy locking the caller out: MalformedPolicyDocumentException "The new key policy will
+  not allow you to update the key policy in the future." [seen]. Size and invalid principals
+  are checked (and reported as such) first.
+- AssumeRole with a RoleSessionName or SourceIdentity outside 2-64 characters of [\\w+=,.@-]:
+  ValidationError [seen: STS's code for constraint violations], message [guess].
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -62,7 +95,7 @@ from moto.core.base_backend import BackendDict
 from moto.core.exceptions import JsonRESTError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult, EmptyResult
-from moto.core.utils import method_names_from_class
+from moto.core.utils import method_names_from_class, unix_time
 from moto.ec2.exceptions import (
     EC2ClientError,
     InvalidAMIAttributeItemValueError,
@@ -74,9 +107,11 @@ from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
-from moto.kms.models import Key, KmsBackend, kms_backends
+from moto.kms.models import Grant, Key, KmsBackend, kms_backends
 from moto.kms.responses import KmsResponse
+from moto.sts.exceptions import STSValidationError
 from moto.sts.models import STSBackend, sts_backends
+from moto.sts.responses import TokenResponse
 from moto.utilities.utils import PARTITION_NAMES
 
 MOTO_VERSION = "5.2.5"
@@ -84,10 +119,14 @@ UNKNOWN_ACCOUNTS_ENV = "AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS"
 MAX_KEY_POLICY_BYTES = 32768
 MAX_SNAPSHOT_PERMISSION_CHANGES = 500
 INVALID_PRINCIPALS_MESSAGE = "Policy contains a statement with one or more invalid principals."
+LOCKOUT_MESSAGE = "The new key policy will not allow you to update the key policy in the future."
+LIST_GRANTS_MAX_LIMIT = 100
+LIST_GRANTS_DEFAULT_LIMIT = 50
 
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _PRINCIPAL_ACCOUNT = re.compile(r"arn:[\w-]+:(?:iam|sts)::([0-9]{12}):.+")
 _KMS_ARN = re.compile(r"arn:[\w-]+:kms:([\w-]+):([0-9]{12}):(?:key|alias)/.+")
+_STS_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)  # RoleSessionName and SourceIdentity
 
 _originals: dict[tuple[type, str], Any] = {}
 _install_lock = threading.Lock()
@@ -117,9 +156,17 @@ def is_installed() -> bool:
 
 
 def forget_lookups() -> None:
-    """Drop the speed-up indexes (access key → account, image → owner), as after a reset."""
+    """Drop the speed-up indexes (access key → account, image → owner) and the issue times of
+    STS credentials, as after a reset."""
     _key_accounts.clear()
     _image_owners.clear()
+    _key_issued.clear()
+
+
+def credentials_age(access_key: str) -> float | None:
+    """Seconds since STS issued this access key; None for a key STS did not issue."""
+    issued = _key_issued.get(access_key)
+    return None if issued is None else time.monotonic() - issued
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,12 +358,19 @@ def _shape_registered_image(backend: Any, ami: Any, request: Any) -> None:
             backend.get_snapshot(mapping["Ebs"]["SnapshotId"]).from_ami = ami.id
 
 
-def _statement_names_account(statement: Mapping[str, Any], account_id: str) -> bool:
-    principals = _aws_principals(statement)
-    if "*" in principals:
-        return "Condition" not in statement  # no organisation model: conditional `*` never matches
-    named = {account_id, f"arn:aws:iam::{account_id}:root"}
-    return any(p in named for p in principals)
+def _statement_names_account(
+    statement: Mapping[str, Any], account_id: str, role_arn: str | None = None
+) -> bool:
+    """Whether a statement applies to a caller of `account_id` (acting as `role_arn`, if given).
+
+    A statement with a Condition never applies: the double has no organisations and its caller
+    is never an AWS service acting for a resource (kms:GrantIsForAWSResource)."""
+    if statement.get("Condition"):
+        return False
+    named = {"*", account_id, f"arn:aws:iam::{account_id}:root"}
+    if role_arn:
+        named.add(role_arn)
+    return any(p in named for p in _aws_principals(statement))
 
 
 def _statement_has_action(statement: Mapping[str, Any], action: str) -> bool:
@@ -324,7 +378,7 @@ def _statement_has_action(statement: Mapping[str, Any], action: str) -> bool:
     return any(fnmatch.fnmatchcase(action.lower(), pattern) for pattern in patterns)
 
 
-def _policy_allows(policy: str, account_id: str, action: str) -> bool:
+def _policy_allows(policy: str, account_id: str, action: str, role_arn: str | None = None) -> bool:
     try:
         statements = _statements(policy)
     except ValueError:
@@ -332,7 +386,7 @@ def _policy_allows(policy: str, account_id: str, action: str) -> bool:
     effects = {
         str(s.get("Effect", "")).lower()
         for s in statements
-        if _statement_names_account(s, account_id) and _statement_has_action(s, action)
+        if _statement_names_account(s, account_id, role_arn) and _statement_has_action(s, action)
     }
     return "allow" in effects and "deny" not in effects
 
@@ -380,22 +434,86 @@ def _require_access(response: Any, key: Any, action: str) -> None:
     operation = action.split(":", 1)[1]
     if _policy_allows(key.policy, caller, action) or _grant_allows(key, caller, operation):
         return
-    raise _kms_error(
-        "AccessDeniedException",
-        f"User: {_caller_arn(response)} is not authorized to perform: {action} on resource: "
-        f"{key.arn} because no resource-based policy allows the {action} action",
+    raise _access_denied(
+        response, key, action, f"no resource-based policy allows the {action} action"
     )
 
 
-def _caller_arn(response: Any) -> str:
-    account = response.current_account
+def _access_denied(response: Any, key: Any, action: str, because: str) -> JsonRESTError:
+    return _kms_error(
+        "AccessDeniedException",
+        f"User: {_caller_arn(response)} is not authorized to perform: {action} on resource: "
+        f"{key.arn} because {because}",
+    )
+
+
+def _require_grant_access(response: Any, key: Any, operations: list[str]) -> None:
+    """A cross-account CreateGrant: the key policy allows it, or a grant with CreateGrant does,
+    and then only for operations that parent grant has."""
+    caller = response.current_account
+    if _policy_allows(key.policy, caller, "kms:CreateGrant"):
+        return
+    parents = [
+        grant
+        for grant in list(key.grants.values())
+        if _principal_account(str(grant.grantee_principal)) == caller
+        and "CreateGrant" in (grant.operations or [])
+    ]
+    if not parents:
+        raise _access_denied(
+            response,
+            key,
+            "kms:CreateGrant",
+            "no resource-based policy allows the kms:CreateGrant action",
+        )
+    if not any(set(operations) <= set(parent.operations) for parent in parents):
+        raise _access_denied(
+            response,
+            key,
+            "kms:CreateGrant",
+            "the grant that allows kms:CreateGrant does not allow all of the operations "
+            + ", ".join(sorted(operations)),
+        )
+
+
+def _assumed_role(response: Any) -> Any:
     try:
-        role = sts_backends[account]["aws"].get_assumed_role_from_access_key(
+        return sts_backends[response.current_account]["aws"].get_assumed_role_from_access_key(
             response.get_access_key()
         )
     except KeyError:
-        role = None
-    return str(role.arn) if role is not None else f"arn:aws:iam::{account}:root"
+        return None
+
+
+def _caller_arn(response: Any) -> str:
+    role = _assumed_role(response)
+    return str(role.arn) if role is not None else f"arn:aws:iam::{response.current_account}:root"
+
+
+def _caller_role_arn(response: Any) -> str | None:
+    """The IAM role (arn:aws:iam::<acct>:role/<name>) an assumed-role caller acts as."""
+    role = _assumed_role(response)
+    return None if role is None else str(role.role_arn)
+
+
+def _grants_page(grants: list[Any], limit: object, marker: object) -> tuple[list[Any], str | None]:
+    """One ListGrants page of `grants` (in creation order) and the marker of the next, if any."""
+    if limit is None:
+        limit = LIST_GRANTS_DEFAULT_LIMIT
+    if not isinstance(limit, int) or not 1 <= limit <= LIST_GRANTS_MAX_LIMIT:
+        raise _kms_error(
+            "ValidationException",
+            f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy "
+            f"constraint: Member must have value between 1 and {LIST_GRANTS_MAX_LIMIT}",
+        )
+    start = 0
+    if marker is not None:
+        if not isinstance(marker, str) or not marker.isdigit():
+            raise _kms_error("InvalidMarkerException", "Invalid marker.")
+        start = int(marker)
+    remaining = [g for g in grants if getattr(g, "amishare_order", 0) >= start]
+    page, rest = remaining[:limit], remaining[limit:]
+    return page, (str(getattr(rest[0], "amishare_order", 0)) if rest else None)
 
 
 def _invalid_attribute(attribute: object) -> EC2ClientError:
@@ -606,6 +724,108 @@ def _add_grant(
     )
 
 
+# The order grants were created in, across keys: ListGrants pages by it (its Marker).
+_grant_order = itertools.count(1)
+
+
+# AWS: a grant has a CreationDate and an IssuingAccount (set by CreateGrant: the caller's account).
+def _new_grant(self: Any, *args: Any, **kwargs: Any) -> None:
+    _original(Grant, "__init__")(self, *args, **kwargs)
+    self.creation_date = unix_time()
+    self.issuing_account = None
+    self.amishare_order = next(_grant_order)
+
+
+# AWS: grant list entries (ListGrants, ListRetirableGrants) carry IssuingAccount and CreationDate.
+def _grant_to_json(self: Any) -> dict[str, Any]:
+    entry = dict(_original(Grant, "to_json")(self))
+    if getattr(self, "issuing_account", None):
+        entry["IssuingAccount"] = f"arn:aws:iam::{self.issuing_account}:root"
+    if getattr(self, "creation_date", None) is not None:
+        entry["CreationDate"] = self.creation_date
+    return entry
+
+
+# AWS: CreateGrant on another account's key ARN needs the key policy or a grant to allow the
+# caller kms:CreateGrant (a grant: only its own operations); the caller's account issues the grant.
+def _create_grant_request(self: Any) -> str:
+    key_ref = str(self._get_param("KeyId"))
+    caller = self.current_account
+    location = _foreign_key_location(key_ref, caller)
+    region, owner = location or (self.region, caller)
+    key = _find_key(region, owner, key_ref)
+    operations = list(self._get_param("Operations") or [])
+    if location is not None:
+        _require_grant_access(self, key, operations)
+    grant_id, grant_token = kms_backends[owner][region].create_grant(
+        key.id,
+        self._get_param("GranteePrincipal"),
+        operations,
+        self._get_param("Name"),
+        constraints=self._get_param("Constraints"),
+        retiring_principal=self._get_param("RetiringPrincipal"),
+    )
+    grant = key.grants[grant_id]
+    if grant.issuing_account is None:  # a new grant, not the one a retry with its Name returns
+        grant.issuing_account = caller
+    return json.dumps({"GrantId": grant_id, "GrantToken": grant_token})
+
+
+# AWS: ListGrants filters by GranteePrincipal and pages with Limit (1-100, default 50) and Marker.
+def _list_grants(self: Any) -> str:
+    key_ref = str(self._get_param("KeyId"))
+    location = _foreign_key_location(key_ref, self.current_account)
+    region, owner = location or (self.region, self.current_account)
+    key = _find_key(region, owner, key_ref)
+    if location is not None:
+        _require_access(self, key, "kms:ListGrants")
+    grant_id, grantee = self._get_param("GrantId"), self._get_param("GranteePrincipal")
+    grants = [
+        grant
+        for grant in list(key.grants.values())
+        if (not grant_id or grant.id == grant_id)
+        and (not grantee or grant.grantee_principal == grantee)
+    ]
+    page, next_marker = _grants_page(grants, self._get_param("Limit"), self._get_param("Marker"))
+    answer: dict[str, Any] = {"Grants": [g.to_json() for g in page], "Truncated": bool(next_marker)}
+    if next_marker:
+        answer["NextMarker"] = next_marker
+    return json.dumps(answer)
+
+
+# AWS: PutKeyPolicy refuses (unless BypassPolicyLockoutSafetyCheck) a policy that would not let
+# the caller call PutKeyPolicy again.
+def _put_key_policy_request(self: Any) -> str:
+    policy = self._get_param("Policy")
+    if not self._get_param("BypassPolicyLockoutSafetyCheck") and isinstance(policy, str):
+        self._validate_cmk_id(str(self._get_param("KeyId")))
+        _check_key_policy(policy)  # too large or invalid principals: refused as such first
+        caller, role_arn = self.current_account, _caller_role_arn(self)
+        if not _policy_allows(policy, caller, "kms:PutKeyPolicy", role_arn):
+            raise _kms_error("MalformedPolicyDocumentException", LOCKOUT_MESSAGE)
+    return str(_original(KmsResponse, "put_key_policy")(self))
+
+
+# AWS: AssumeRole takes RoleSessionName and SourceIdentity of 2-64 characters of [\w+=,.@-] and
+# answers with the SourceIdentity.
+def _assume_role(self: Any) -> ActionResult:
+    source_identity = self._get_param("SourceIdentity")
+    for name, value in (
+        ("roleSessionName", self._get_param("RoleSessionName")),
+        ("sourceIdentity", source_identity),
+    ):
+        if value is not None and not _STS_NAME.fullmatch(str(value)):
+            raise STSValidationError(
+                f"1 validation error detected: Value '{value}' at '{name}' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]{2,64}"
+            )
+    answer: ActionResult = _original(TokenResponse, "assume_role")(self)
+    result: Any = answer.result
+    if source_identity is not None:
+        result["SourceIdentity"] = source_identity
+    return answer
+
+
 # AWS: DescribeImageAttribute on an unknown AMI is InvalidAMIID.NotFound (400), not a crash.
 def _describe_image_attribute(self: Any, ami_id: str, attribute_name: str) -> Any:
     _own_image(self, ami_id)
@@ -639,6 +859,9 @@ def _reset_snapshot_attribute(self: Any) -> EmptyResult:
 # looking in every account's IAM backend in every partition (creating the missing ones), twice
 # per request. With the 1,000 accounts of a fan-out run that scan was most of each call.
 _key_accounts: dict[str, str] = {}
+# When STS issued each of its access keys (time.monotonic()): the double's expired-credentials
+# fault (aws_double's credential_lifetime_seconds) reads it.
+_key_issued: dict[str, float] = {}
 _scan_for_account: Callable[[str], str] = iam_models.get_account_id_from
 _list_method_names: Callable[[Any], list[str]] = method_names_from_class
 
@@ -654,9 +877,11 @@ def _holds_access_key(account_id: str, access_key: str) -> bool:
     return False
 
 
+# Speed (see above), and the issue time of STS credentials, after which AWS lets them expire.
 def _create_access_key(self: Any, role: str) -> tuple[str, Any]:
     account_id, access_key = _original(STSBackend, "_create_access_key")(self, role)
     _key_accounts[str(access_key.access_key_id)] = account_id
+    _key_issued[str(access_key.access_key_id)] = time.monotonic()
     return account_id, access_key
 
 
@@ -711,6 +936,12 @@ _PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
     (KmsBackend, "create_key", _create_key),
     (KmsBackend, "create_grant", _create_grant),
     (Key, "add_grant", _add_grant),
+    (Grant, "__init__", _new_grant),
+    (Grant, "to_json", _grant_to_json),
+    (KmsResponse, "create_grant", _create_grant_request),
+    (KmsResponse, "list_grants", _list_grants),
+    (KmsResponse, "put_key_policy", _put_key_policy_request),
+    (TokenResponse, "assume_role", _assume_role),
     (AmiBackend, "describe_image_attribute", _describe_image_attribute),
     (AmisResponse, "reset_image_attribute", _reset_image_attribute),
     (ElasticBlockStore, "reset_snapshot_attribute", _reset_snapshot_attribute),

@@ -273,6 +273,68 @@ def test_assume_role_into_a_refused_account_is_denied(double: AwsDouble) -> None
     seed.assume_account(double.url, "333333333333")
 
 
+def expired(call: Callable[[], object]) -> tuple[int, str, str]:
+    with pytest.raises(ClientError) as error:
+        call()
+    response = error.value.response
+    status = int(response["ResponseMetadata"]["HTTPStatusCode"])
+    return status, str(response["Error"]["Code"]), str(response["Error"]["Message"])
+
+
+TOKEN_EXPIRED = "The security token included in the request is expired"
+
+
+def test_sts_credentials_older_than_the_lifetime_are_answered_as_expired(
+    double: AwsDouble, source: Account, account: Callable[[str], Account]
+) -> None:
+    old = account(DESTINATION)
+    double.set_faults(credential_lifetime_seconds=1.0)
+    time.sleep(1.1)
+    fresh = account(DESTINATION)
+    since = len(double.requests())
+
+    assert expired(lambda: old.ec2.describe_images(Owners=["self"])) == (
+        400,
+        "RequestExpired",
+        "Request has expired.",
+    )
+    assert expired(old.kms.list_keys) == (400, "ExpiredTokenException", TOKEN_EXPIRED)
+    assert expired(old.sts.get_caller_identity) == (400, "ExpiredToken", TOKEN_EXPIRED)
+    fresh.ec2.describe_images(Owners=["self"])
+    source.kms.list_keys()  # the fake long-term keys never expire
+
+    recorded = [(r.account, r.service, r.status, r.fault) for r in double.requests(since)]
+    assert recorded == [
+        (DESTINATION, "ec2", 400, "expired"),
+        (DESTINATION, "kms", 400, "expired"),
+        (DESTINATION, "sts", 400, "expired"),
+        (DESTINATION, "ec2", 200, None),
+        (SOURCE, "kms", 200, None),
+    ]
+
+
+def test_credentials_never_expire_while_the_lifetime_is_zero(
+    double: AwsDouble, account: Callable[[str], Account]
+) -> None:
+    old = account(DESTINATION)
+    time.sleep(0.2)
+    double.set_faults(credential_lifetime_seconds=0)
+
+    old.kms.list_keys()
+
+
+def test_expired_credentials_come_before_other_faults(
+    double: AwsDouble, account: Callable[[str], Account]
+) -> None:
+    old = account(DESTINATION)
+    time.sleep(0.2)
+    double.set_faults(
+        credential_lifetime_seconds=0.1, deny_accounts=(DESTINATION,), throttle_rate=1.0
+    )
+
+    assert expired(lambda: create_volume(old))[:2] == (400, "RequestExpired")
+
+
 def test_faults_are_set_and_read_over_http(double: AwsDouble, source: Account) -> None:
     answer = control(
         double, "PUT", "faults", {"throttle_rate": 1.0, "actions": ["CreateVolume"], "seed": 4}
@@ -282,6 +344,9 @@ def test_faults_are_set_and_read_over_http(double: AwsDouble, source: Account) -
     assert control(double, "GET", "faults") == answer
     assert double.faults() == FaultConfig(throttle_rate=1.0, actions=("CreateVolume",), seed=4)
     assert failure(lambda: create_volume(source)) == (503, "RequestLimitExceeded")
+    lifetime = control(double, "PUT", "faults", {"credential_lifetime_seconds": 900})
+    assert lifetime["credential_lifetime_seconds"] == 900.0
+    assert double.faults() == FaultConfig(credential_lifetime_seconds=900)
 
 
 @pytest.mark.parametrize(
@@ -289,6 +354,7 @@ def test_faults_are_set_and_read_over_http(double: AwsDouble, source: Account) -
     [
         {"throttle_rate": 2},
         {"latency_ms": -1},
+        {"credential_lifetime_seconds": -1},
         {"actions": "CreateVolume"},
         {"throttle_all_calls": "yes"},
         {"no_such_fault": 1},
@@ -358,6 +424,7 @@ def test_a_second_double_in_process_serves_on_its_own_port(double: AwsDouble) ->
 def standalone() -> Iterator[tuple[subprocess.Popen[str], str]]:
     env = {**os.environ, **FAKE_ENV, moto_ext.UNKNOWN_ACCOUNTS_ENV: UNKNOWN}
     command = [sys.executable, "-m", "app.sandbox.aws_double", "--port", "0", "--latency-ms", "1"]
+    command += ["--credential-lifetime-seconds", "3600"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -384,7 +451,8 @@ def test_standalone_process_serves_until_sigterm(
         )
     ) == (400, "MalformedPolicyDocumentException")
     with urllib.request.urlopen(f"{url}/_amishare/faults", timeout=10) as answer:
-        assert json.loads(answer.read())["latency_ms"] == 1.0
+        faults = json.loads(answer.read())
+    assert (faults["latency_ms"], faults["credential_lifetime_seconds"]) == (1.0, 3600.0)
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import moto
@@ -18,6 +20,7 @@ from app.sandbox.aws_double import AwsDouble
 from tests.aws_double.conftest import BYSTANDER, DESTINATION, REGION, SOURCE, Account
 
 ORG_ARN = "arn:aws:organizations::999988887777:organization/o-abcdefghij"
+FOR_AWS_RESOURCES = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
 OU_ARN = "arn:aws:organizations::999988887777:ou/o-abcdefghij/ou-ab12-cdefgh34"
 UNKNOWN = "999999999999"
 
@@ -333,8 +336,13 @@ def test_key_policy_allow_forms_grant_describe_key(
         allow({"AWS": f"arn:aws:iam::{DESTINATION}:root"}, ["kms:Decrypt", "kms:Encrypt"]),
         allow({"AWS": f"arn:aws:iam::{DESTINATION}:role/x"}, "kms:DescribeKey"),
         allow("*", "kms:*", Condition={"StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}}),
+        allow(
+            {"AWS": f"arn:aws:iam::{DESTINATION}:root"},
+            "kms:DescribeKey",
+            Condition={"StringEquals": {"kms:CallerAccount": DESTINATION}},
+        ),
     ],
-    ids=["other-actions", "role-not-account", "org-condition"],
+    ids=["other-actions", "role-not-account", "org-condition", "conditioned-account"],
 )
 def test_key_policy_statements_that_do_not_grant_the_account(
     double: AwsDouble, source: Account, destination: Account, statement: dict[str, Any]
@@ -616,6 +624,54 @@ def test_describe_image_attribute_of_unknown_image_is_not_found(source: Account)
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+def test_describe_image_attribute_reports_the_launch_permissions_set(
+    double: AwsDouble, source: Account
+) -> None:
+    seeded = seed.create_unencrypted_image(double.url)
+
+    def launch_permissions() -> list[dict[str, str]]:
+        answer = source.ec2.describe_image_attribute(
+            ImageId=seeded.image_id, Attribute="launchPermission"
+        )
+        assert answer["ImageId"] == seeded.image_id
+        return sorted(answer["LaunchPermissions"], key=lambda p: sorted(p.items()))
+
+    share_with(source, seeded.image_id, {"UserId": DESTINATION}, {"UserId": BYSTANDER})
+    assert launch_permissions() == [{"UserId": DESTINATION}, {"UserId": BYSTANDER}]
+    source.ec2.modify_image_attribute(
+        ImageId=seeded.image_id, LaunchPermission={"Remove": [{"UserId": DESTINATION}]}
+    )
+    assert launch_permissions() == [{"UserId": BYSTANDER}]
+    source.ec2.modify_image_attribute(
+        ImageId=seeded.image_id,
+        Attribute="launchPermission",
+        OperationType="add",
+        UserIds=[DESTINATION],
+    )
+    assert launch_permissions() == [{"UserId": DESTINATION}, {"UserId": BYSTANDER}]
+
+
+def test_describe_snapshot_attribute_reports_the_create_volume_permissions_set(
+    double: AwsDouble, source: Account
+) -> None:
+    snapshot_id = seed.create_unencrypted_image(double.url).snapshot_ids[0]
+    source.ec2.modify_snapshot_attribute(
+        SnapshotId=snapshot_id,
+        Attribute="createVolumePermission",
+        CreateVolumePermission={"Add": [{"UserId": DESTINATION}, {"Group": "all"}]},
+    )
+
+    answer = source.ec2.describe_snapshot_attribute(
+        SnapshotId=snapshot_id, Attribute="createVolumePermission"
+    )
+
+    assert answer["SnapshotId"] == snapshot_id
+    assert sorted(answer["CreateVolumePermissions"], key=lambda p: sorted(p.items())) == [
+        {"Group": "all"},
+        {"UserId": DESTINATION},
+    ]
+
+
 def test_reset_image_attribute_removes_every_launch_permission(
     double: AwsDouble, source: Account, destination: Account
 ) -> None:
@@ -644,6 +700,438 @@ def test_reset_snapshot_attribute_removes_every_create_volume_permission(
     source.ec2.reset_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission")
 
     assert volume_permissions(source, snapshot_id) == []
+
+
+# --- Grants: IssuingAccount, CreationDate, ListGrants filter and pages -----------------------
+
+
+def grant_to(account: Account, key_arn: str, grantee: str, *operations: str, **extra: Any) -> str:
+    answer = account.kms.create_grant(
+        KeyId=key_arn,
+        GranteePrincipal=f"arn:aws:iam::{grantee}:root",
+        Operations=list(operations or ["Decrypt", "DescribeKey"]),
+        **extra,
+    )
+    return str(answer["GrantId"])
+
+
+def grants(account: Account, key_arn: str, **request: Any) -> list[dict[str, Any]]:
+    return list(account.kms.list_grants(KeyId=key_arn, **request)["Grants"])
+
+
+def test_list_grants_reports_issuing_account_and_creation_date(
+    double: AwsDouble, source: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+
+    grant_id = grant_to(source, key.key_arn, DESTINATION, Name="amishare-x")
+
+    (entry,) = grants(source, key.key_arn)
+    assert entry["GrantId"] == grant_id
+    assert entry["IssuingAccount"] == f"arn:aws:iam::{SOURCE}:root"
+    assert before <= entry["CreationDate"] <= datetime.now(UTC) + timedelta(seconds=1)
+    assert entry["Name"] == "amishare-x"
+
+
+def test_list_grants_filters_by_grantee_principal(double: AwsDouble, source: Account) -> None:
+    key = seed.create_customer_key(double.url)
+    to_destination = grant_to(source, key.key_arn, DESTINATION)
+    grant_to(source, key.key_arn, BYSTANDER)
+
+    filtered = grants(source, key.key_arn, GranteePrincipal=f"arn:aws:iam::{DESTINATION}:root")
+
+    assert [g["GrantId"] for g in filtered] == [to_destination]
+    assert grants(source, key.key_arn, GranteePrincipal=DESTINATION) == []  # exact principal
+    assert len(grants(source, key.key_arn)) == 2
+
+
+def test_list_grants_pages_with_limit_and_marker(double: AwsDouble, source: Account) -> None:
+    key = seed.create_customer_key(double.url)
+    created = [
+        grant_to(source, key.key_arn, f"{n:012d}") for n in range(100_000_000_001, 100_000_000_006)
+    ]
+
+    pages: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"KeyId": key.key_arn, "Limit": 2}
+    while True:
+        pages.append(source.kms.list_grants(**request))
+        if not pages[-1]["Truncated"]:
+            break
+        request["Marker"] = pages[-1]["NextMarker"]
+
+    assert [len(p["Grants"]) for p in pages] == [2, 2, 1]
+    assert [p["Truncated"] for p in pages] == [True, True, False]
+    assert "NextMarker" not in pages[-1]
+    assert [g["GrantId"] for p in pages for g in p["Grants"]] == created
+
+
+def test_list_grants_returns_50_by_default(double: AwsDouble, source: Account) -> None:
+    key = seed.create_customer_key(double.url)
+    for n in range(51):
+        grant_to(source, key.key_arn, f"{100_000_000_000 + n:012d}")
+
+    first = source.kms.list_grants(KeyId=key.key_arn)
+    rest = source.kms.list_grants(KeyId=key.key_arn, Marker=first["NextMarker"])
+
+    assert (len(first["Grants"]), first["Truncated"]) == (50, True)
+    assert (len(rest["Grants"]), rest["Truncated"]) == (1, False)
+    assert len(grants(source, key.key_arn, Limit=100)) == 51
+
+
+def test_list_grants_marker_still_works_after_the_listed_grants_are_revoked(
+    double: AwsDouble, source: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    created = [
+        grant_to(source, key.key_arn, f"{n:012d}") for n in range(100_000_000_001, 100_000_000_005)
+    ]
+    first = source.kms.list_grants(KeyId=key.key_arn, Limit=2)
+    for grant in first["Grants"]:
+        source.kms.revoke_grant(KeyId=key.key_arn, GrantId=grant["GrantId"])
+
+    rest = source.kms.list_grants(KeyId=key.key_arn, Limit=2, Marker=first["NextMarker"])
+
+    assert [g["GrantId"] for g in rest["Grants"]] == created[2:]
+    assert rest["Truncated"] is False
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        ({"Limit": 101}, "ValidationException"),
+        ({"Marker": "not-a-marker"}, "InvalidMarkerException"),
+    ],
+    ids=["limit-over-100", "unknown-marker"],
+)
+def test_list_grants_refuses_bad_limit_or_marker(
+    double: AwsDouble, source: Account, request_: dict[str, Any], code: str
+) -> None:
+    key = seed.create_customer_key(double.url)
+
+    with pytest.raises(ClientError) as error:
+        source.kms.list_grants(KeyId=key.key_arn, **request_)
+    assert error_code(error) == code
+
+
+def test_grants_on_a_missing_key_are_not_found(source: Account) -> None:
+    arn = f"arn:aws:kms:{REGION}:{SOURCE}:key/00000000-0000-0000-0000-000000000000"
+
+    for call in (
+        lambda: source.kms.list_grants(KeyId=arn),
+        lambda: grant_to(source, arn, DESTINATION),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error_code(error) == "NotFoundException"
+
+
+# --- Cross-account CreateGrant ---------------------------------------------------------------
+
+
+def can_create_grant(destination: Account, key_arn: str, *operations: str) -> bool:
+    try:
+        grant_to(destination, key_arn, BYSTANDER, *operations)
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "AccessDeniedException"
+        return False
+    return True
+
+
+def test_cross_account_create_grant_allowed_by_the_key_policy(
+    double: AwsDouble, source: Account, destination: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    assert not can_create_grant(destination, key.key_arn)
+
+    add_statement(
+        source, key.key_id, allow({"AWS": f"arn:aws:iam::{DESTINATION}:root"}, "kms:CreateGrant")
+    )
+    grant_id = grant_to(destination, key.key_arn, BYSTANDER, "Decrypt", "Encrypt")
+
+    (entry,) = grants(source, key.key_arn)
+    assert entry["GrantId"] == grant_id
+    assert entry["IssuingAccount"] == f"arn:aws:iam::{DESTINATION}:root"
+    assert entry["GranteePrincipal"] == f"arn:aws:iam::{BYSTANDER}:root"
+    assert entry["KeyId"] == key.key_id
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        [
+            allow(
+                {"AWS": f"arn:aws:iam::{DESTINATION}:root"},
+                "kms:CreateGrant",
+                Condition=FOR_AWS_RESOURCES,
+            )
+        ],
+        [
+            allow(
+                "*",
+                "kms:CreateGrant",
+                Condition={"StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}},
+            )
+        ],
+        [allow({"AWS": f"arn:aws:iam::{BYSTANDER}:root"}, "kms:CreateGrant")],
+        [allow({"AWS": f"arn:aws:iam::{DESTINATION}:root"}, ["kms:Decrypt", "kms:DescribeKey"])],
+        [
+            allow({"AWS": f"arn:aws:iam::{DESTINATION}:root"}, "kms:*"),
+            {**allow({"AWS": DESTINATION}, "kms:CreateGrant"), "Effect": "Deny"},
+        ],
+    ],
+    ids=["for-aws-resources-only", "org-condition", "other-account", "other-actions", "denied"],
+)
+def test_key_policy_statements_that_do_not_let_another_account_create_grants(
+    double: AwsDouble, source: Account, destination: Account, statements: list[dict[str, Any]]
+) -> None:
+    key = seed.create_customer_key(double.url)
+    for statement in statements:
+        add_statement(source, key.key_id, statement)
+
+    assert not can_create_grant(destination, key.key_arn)
+    assert grants(source, key.key_arn) == []
+
+
+def test_a_grant_with_create_grant_lets_the_grantee_account_grant_its_own_operations(
+    double: AwsDouble, source: Account, destination: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    parent = grant_to(source, key.key_arn, DESTINATION, "Decrypt", "DescribeKey", "CreateGrant")
+
+    assert can_create_grant(destination, key.key_arn, "Decrypt", "DescribeKey")
+    assert not can_create_grant(destination, key.key_arn, "Decrypt", "Encrypt")
+
+    issuers = {g["GrantId"]: g["IssuingAccount"] for g in grants(source, key.key_arn)}
+    assert issuers.pop(parent) == f"arn:aws:iam::{SOURCE}:root"
+    assert list(issuers.values()) == [f"arn:aws:iam::{DESTINATION}:root"]
+
+
+def test_a_grant_without_create_grant_does_not_let_the_grantee_create_grants(
+    double: AwsDouble, source: Account, destination: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    grant_to(source, key.key_arn, DESTINATION, "Decrypt", "DescribeKey")
+
+    assert not can_create_grant(destination, key.key_arn, "Decrypt")
+
+
+def test_create_grant_with_a_bare_key_id_of_another_account_is_not_found(
+    double: AwsDouble, destination: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+
+    with pytest.raises(ClientError) as error:
+        grant_to(destination, key.key_id, BYSTANDER)
+    assert error_code(error) == "NotFoundException"
+
+
+def test_the_key_owner_revokes_a_grant_another_account_issued(
+    double: AwsDouble, source: Account, destination: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    add_statement(
+        source, key.key_id, allow({"AWS": f"arn:aws:iam::{DESTINATION}:root"}, "kms:CreateGrant")
+    )
+    grant_id = grant_to(destination, key.key_arn, BYSTANDER)
+
+    source.kms.revoke_grant(KeyId=key.key_arn, GrantId=grant_id)
+
+    assert grants(source, key.key_arn) == []
+
+
+# --- PutKeyPolicy's lockout safety check -----------------------------------------------------
+
+
+def put_policy(account: Account, key_id: str, policy: dict[str, Any], **extra: Any) -> None:
+    account.kms.put_key_policy(
+        KeyId=key_id, PolicyName="default", Policy=json.dumps(policy), **extra
+    )
+
+
+def key_policy(account: Account, key_id: str) -> dict[str, Any]:
+    answer = account.kms.get_key_policy(KeyId=key_id, PolicyName="default")
+    return dict(json.loads(answer["Policy"]))
+
+
+def policy_of(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+@pytest.mark.parametrize("role_name", [None, "any", seed.KEY_ADMIN_ROLE])
+def test_the_seed_key_policy_passes_the_lockout_check(
+    double: AwsDouble, role_name: str | None
+) -> None:
+    key = seed.create_customer_key(double.url)
+    credentials = (
+        seed.FAKE_CREDENTIALS
+        if role_name is None
+        else seed.assume_account(double.url, SOURCE, role_name=role_name)
+    )
+    caller = Account(SOURCE, credentials, double.url)
+
+    put_policy(caller, key.key_id, seed.default_key_policy())
+
+    assert key_policy(caller, key.key_id) == seed.default_key_policy()
+
+
+ROOT = {"AWS": f"arn:aws:iam::{SOURCE}:root"}
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        policy_of(allow({"AWS": f"arn:aws:iam::{DESTINATION}:root"}, "kms:*")),
+        policy_of(allow(ROOT, "kms:*", Condition={"Bool": {"aws:MultiFactorAuthPresent": "true"}})),
+        policy_of(allow(ROOT, ["kms:Describe*", "kms:Get*", "kms:CreateGrant"])),
+        policy_of(allow(ROOT, "kms:*"), {**allow(ROOT, "kms:PutKeyPolicy"), "Effect": "Deny"}),
+        policy_of(allow({"AWS": f"arn:aws:iam::{SOURCE}:role/{seed.KEY_ADMIN_ROLE}"}, "kms:*")),
+        policy_of(),
+    ],
+    ids=[
+        "other-account",
+        "conditioned",
+        "other-actions",
+        "denied",
+        "a-role-not-the-caller",
+        "empty",
+    ],
+)
+def test_put_key_policy_refuses_a_policy_that_locks_the_caller_out(
+    double: AwsDouble, source: Account, policy: dict[str, Any]
+) -> None:
+    key = seed.create_customer_key(double.url)
+
+    with pytest.raises(ClientError) as error:
+        put_policy(source, key.key_id, policy)
+
+    assert error_code(error) == "MalformedPolicyDocumentException"
+    assert error.value.response["Error"]["Message"] == moto_ext.LOCKOUT_MESSAGE
+    assert key_policy(source, key.key_id) == seed.default_key_policy()
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        policy_of(allow("*", "kms:*")),
+        policy_of(allow({"AWS": SOURCE}, "kms:PutKeyPolicy")),
+        policy_of(allow({"AWS": [f"arn:aws:iam::{DESTINATION}:root", ROOT["AWS"]]}, "kms:Put*")),
+    ],
+    ids=["unconditioned-star", "bare-account-id", "put-wildcard-in-a-list"],
+)
+def test_put_key_policy_accepts_policies_that_keep_the_caller(
+    double: AwsDouble, source: Account, policy: dict[str, Any]
+) -> None:
+    key = seed.create_customer_key(double.url)
+
+    put_policy(source, key.key_id, policy)
+
+    assert key_policy(source, key.key_id) == policy
+
+
+def test_a_role_caller_passes_when_the_policy_names_its_role(double: AwsDouble) -> None:
+    key = seed.create_customer_key(double.url)
+    admin = Account(
+        SOURCE, seed.assume_account(double.url, SOURCE, role_name=seed.KEY_ADMIN_ROLE), double.url
+    )
+    other_role = Account(SOURCE, seed.assume_account(double.url, SOURCE), double.url)
+    role_only = policy_of(
+        allow({"AWS": f"arn:aws:iam::{SOURCE}:role/{seed.KEY_ADMIN_ROLE}"}, "kms:PutKeyPolicy")
+    )
+
+    for refused in (other_role, Account(SOURCE, seed.FAKE_CREDENTIALS, double.url)):
+        with pytest.raises(ClientError) as error:
+            put_policy(refused, key.key_id, role_only)
+        assert error.value.response["Error"]["Message"] == moto_ext.LOCKOUT_MESSAGE
+    put_policy(admin, key.key_id, role_only)
+
+    assert key_policy(admin, key.key_id) == role_only
+
+
+def test_bypassing_the_lockout_check_accepts_any_valid_policy(
+    double: AwsDouble, source: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    locked = policy_of(allow({"AWS": f"arn:aws:iam::{DESTINATION}:root"}, "kms:*"))
+
+    put_policy(source, key.key_id, locked, BypassPolicyLockoutSafetyCheck=True)
+
+    assert key_policy(source, key.key_id) == locked
+
+
+def test_invalid_principals_are_refused_as_such_not_as_a_lockout(
+    double: AwsDouble, source: Account
+) -> None:
+    double.set_unknown_accounts([UNKNOWN])
+    key = seed.create_customer_key(double.url)
+
+    with pytest.raises(ClientError) as error:
+        put_policy(source, key.key_id, policy_of(allow({"AWS": UNKNOWN}, "kms:*")))
+
+    assert error_code(error) == "MalformedPolicyDocumentException"
+    assert error.value.response["Error"]["Message"] == moto_ext.INVALID_PRINCIPALS_MESSAGE
+
+
+# --- STS AssumeRole: RoleSessionName and SourceIdentity --------------------------------------
+
+
+def test_assume_role_answers_with_source_identity_and_the_log_keeps_it(
+    double: AwsDouble, source: Account
+) -> None:
+    session_name = "amishare-" + "j" * 55
+    assert len(session_name) == 64
+    since = len(double.requests())
+
+    answer = source.sts.assume_role(
+        RoleArn=f"arn:aws:iam::{DESTINATION}:role/any",
+        RoleSessionName=session_name,
+        SourceIdentity="release-bot@example.com",
+    )
+
+    assert answer["SourceIdentity"] == "release-bot@example.com"
+    assert answer["AssumedRoleUser"]["Arn"] == (
+        f"arn:aws:sts::{DESTINATION}:assumed-role/any/{session_name}"
+    )
+    (record,) = double.requests(since)
+    assert record.params is not None
+    assert record.params["RoleSessionName"] == session_name
+    assert record.params["SourceIdentity"] == "release-bot@example.com"
+
+
+def test_assume_role_without_source_identity_answers_without_it(source: Account) -> None:
+    answer = source.sts.assume_role(
+        RoleArn=f"arn:aws:iam::{DESTINATION}:role/any", RoleSessionName="plain"
+    )
+
+    assert "SourceIdentity" not in answer
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"RoleSessionName": "s" * 65},
+        {"RoleSessionName": "has space"},
+        {"RoleSessionName": "ok", "SourceIdentity": "i" * 65},
+        {"RoleSessionName": "ok", "SourceIdentity": "not/allowed"},
+    ],
+    ids=["long-session-name", "session-name-pattern", "long-source-identity", "identity-pattern"],
+)
+def test_assume_role_refuses_invalid_session_names_and_source_identities(
+    source: Account, request_: dict[str, str]
+) -> None:
+    with pytest.raises(ClientError) as error:
+        source.sts.assume_role(RoleArn=f"arn:aws:iam::{DESTINATION}:role/any", **request_)
+    assert error_code(error) == "ValidationError"
+
+
+def test_sts_credentials_have_an_age_and_long_term_keys_none(double: AwsDouble) -> None:
+    started = time.monotonic()
+    credentials = seed.assume_account(double.url, DESTINATION)
+
+    age = moto_ext.credentials_age(credentials.access_key_id)
+
+    assert age is not None and 0 <= age <= time.monotonic() - started
+    assert moto_ext.credentials_age(seed.FAKE_ACCESS_KEY_ID) is None
 
 
 # --- Key policy size -------------------------------------------------------------------------
