@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app.api.auth import TokenBook
+from app.api.authenticate import Authenticate
+from app.api.body_limit import BodyLimit
 from app.api.problems import PROBLEM_JSON, install_problem_handlers
 from app.api.routes import jobs, ops, shares
 from app.api.routes import metrics as metrics_route
@@ -115,6 +117,9 @@ def create_app(
         generate_unique_id_function=_operation_id,
     )
     install_problem_handlers(app)
+    # Added last, so outermost: a caller is authenticated before its body's size counts.
+    app.add_middleware(BodyLimit)
+    app.add_middleware(Authenticate)
     app.include_router(ops.router)
     app.include_router(metrics_route.router)
     app.include_router(jobs.router)

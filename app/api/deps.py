@@ -11,7 +11,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.auth import Caller, TokenBook
+from app.api.auth import Caller
+from app.api.authenticate import CHALLENGE, UNAUTHENTICATED, caller_of
 from app.jobs.service import JobPolicy, JobService, SourceAccountLookup
 from app.jobs.status_cache import StatusCache
 
@@ -26,9 +27,8 @@ SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 class ScopedBearer(HTTPBearer):
-    """The caller: its bearer token identified and checked for one scope, in one dependency.
-    Every request runs it, each poll included, so it is one step rather than two; OpenAPI sees
-    the same `HTTPBearer` scheme."""
+    """The caller, checked for one scope. The token was identified before the body was read,
+    by the Authenticate middleware; OpenAPI sees the same `HTTPBearer` scheme."""
 
     def __init__(self, scope: str) -> None:
         super().__init__(
@@ -39,15 +39,9 @@ class ScopedBearer(HTTPBearer):
         self.scope = scope
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
-        credentials = await super().__call__(request)
-        book: TokenBook = request.app.state.tokens
-        caller = book.identify(credentials.credentials) if credentials else None
-        if caller is None:
-            raise HTTPException(
-                401,
-                "Missing or unknown bearer token.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        caller = caller_of(request.scope)
+        if caller is None:  # a route outside /v1, where Authenticate does not run
+            raise HTTPException(401, UNAUTHENTICATED, headers=CHALLENGE)
         if self.scope not in caller.scopes:
             raise HTTPException(403, f"This token lacks the '{self.scope}' scope.")
         return caller

@@ -14,10 +14,20 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.text import echo
 from app.jobs.errors import ServiceError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+# A 422 for a huge body stays small: this many field errors at most, each message this long.
+MAX_FIELD_ERRORS = 50
+MAX_MESSAGE_LENGTH = 300
+# Why FastAPI could not parse a body (its 400's cause), said as a 422 on the body.
+BODY_PARSE_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (UnicodeDecodeError, "not UTF-8"),
+    (RecursionError, "nested too deeply"),
+    (ValueError, "a number with too many digits"),  # int() refuses over 4,300 digits
+)
 
 
 def problem(
@@ -47,15 +57,17 @@ def _field_name(location: Sequence[Any]) -> tuple[str, str]:
     name = ""
     if place == "header" and parts:
         # FastAPI reports a header by its lower-case alias; name it as clients send it.
-        return "-".join(word.capitalize() for word in str(parts[0]).split("-")), place
+        return "-".join(word.capitalize() for word in echo(str(parts[0])).split("-")), place
     for part in parts:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+        # A part may be client input (an unknown field's or a label's key): shown cut short.
+        text = echo(str(part))
+        name += f"[{part}]" if isinstance(part, int) else (f".{text}" if name else text)
     return name or place, place
 
 
 def _validation_errors(error: RequestValidationError) -> list[dict[str, str]]:
     errors = []
-    for item in error.errors():
+    for item in error.errors()[:MAX_FIELD_ERRORS]:
         field, place = _field_name(item.get("loc", ()))
         message = str(item.get("msg", "invalid"))
         if item.get("type") == "json_invalid":
@@ -63,16 +75,24 @@ def _validation_errors(error: RequestValidationError) -> list[dict[str, str]]:
             field, place = "body", "body"
             message = f"not valid JSON ({item.get('ctx', {}).get('error', 'decode error')})"
         elif item.get("type") == "string_pattern_mismatch":
-            message = f"'{item.get('input')}' is not a valid value"
+            message = f"'{echo(str(item.get('input')))}' is not a valid value"
+        if len(message) > MAX_MESSAGE_LENGTH:
+            message = message[:MAX_MESSAGE_LENGTH] + "…"
         errors.append({"field": field, "message": message, "location": place})
     return errors
+
+
+def _invalid(errors: list[dict[str, str]], more: int = 0) -> JSONResponse:
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    if more:
+        detail += f"; and {more} more"
+    return problem(422, detail, slug="validation", title="Invalid request", errors=errors)
 
 
 async def _on_validation(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     errors = _validation_errors(error)
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return problem(422, detail, slug="validation", title="Invalid request", errors=errors)
+    return _invalid(errors, len(error.errors()) - len(errors))
 
 
 async def _on_service_error(_request: Request, error: Exception) -> JSONResponse:
@@ -91,14 +111,15 @@ async def _on_service_error(_request: Request, error: Exception) -> JSONResponse
 
 async def _on_http_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
-    if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
-        # FastAPI's 400 for a body that is not UTF-8: malformed JSON like any other, so a 422.
-        message = "not valid JSON (not UTF-8)"
-        errors = [{"field": "body", "message": message, "location": "body"}]
-        return problem(
-            422, f"body: {message}", slug="validation", title="Invalid request", errors=errors
-        )
+    if error.status_code == 400:
+        # FastAPI's 400 for a body its JSON decoder gave up on: malformed JSON, so a 422.
+        for cause, reason in BODY_PARSE_FAILURES:
+            if isinstance(error.__cause__, cause):
+                message = f"not valid JSON ({reason})"
+                return _invalid([{"field": "body", "message": message, "location": "body"}])
     headers = dict(error.headers) if error.headers else None
+    if error.status_code == 413:
+        return problem(413, str(error.detail), slug="too-large", headers=headers)
     return problem(error.status_code, str(error.detail), headers=headers)
 
 

@@ -8,18 +8,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic_core import PydanticCustomError
 
+from app.api.fields import MAX_LABELS, LabelKey, LabelValue, Region, label_problem
 from app.db.jobs import Progress
 from app.db.models import Job, JobEvent, JobTarget, Share
-from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN, REGION
+from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN
 from app.domain.types import Action, KmsAccess, TargetStatus
 from app.jobs.requests import NewJob
 
 AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID.pattern)]
 OrganizationArn = Annotated[str, StringConstraints(pattern=ORGANIZATION_ARN.pattern)]
 OrganizationalUnitArn = Annotated[str, StringConstraints(pattern=OU_ARN.pattern)]
-LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-LabelValue = Annotated[str, StringConstraints(max_length=256)]
 
 
 class CopyOptions(BaseModel):
@@ -50,7 +50,7 @@ class JobCreate(BaseModel):
 
     action: Action = Field(description="'share' or 'revoke'")
     image_id: str = Field(pattern=IMAGE_ID.pattern, examples=["ami-0123456789abcdef0"])
-    region: str = Field(pattern=REGION.pattern, examples=["us-east-1"])
+    region: Region = Field(examples=["us-east-1"])
     source_account_id: AccountId | None = Field(
         default=None, description="Default: the account of the service's own credentials."
     )
@@ -66,14 +66,26 @@ class JobCreate(BaseModel):
     )
     # `copy` would shadow BaseModel.copy: stored under another name, spoken as `copy`.
     copy_options: CopyOptions | None = Field(default=None, alias="copy")
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=50)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
 
-    @field_validator("labels")
+    @field_validator("labels", mode="before")
     @classmethod
-    def _label_keys_have_no_colon(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key in labels:
-            if ":" in key:
-                raise ValueError(f"label key '{key}' must not contain ':'")
+    def _labels_are_few_and_safe(cls, labels: object) -> object:
+        # Before the entries' own checks: 100,000 bad labels would be 100,000 errors, and a
+        # lone surrogate would be refused as "not a string" rather than named.
+        if not isinstance(labels, dict):
+            return labels
+        if len(labels) > MAX_LABELS:
+            raise PydanticCustomError(
+                "too_long",
+                "at most {max} labels, not {count}",
+                {"max": MAX_LABELS, "count": len(labels)},
+            )
+        for key, value in labels.items():
+            # A value that is not a string is left to its own check ("labels.<key>").
+            problem = label_problem(str(key), value if isinstance(value, str) else "")
+            if problem is not None:
+                raise PydanticCustomError("label_invalid", "{problem}", {"problem": problem})
         return labels
 
     def to_new_job(self) -> NewJob:

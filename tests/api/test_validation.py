@@ -4,6 +4,8 @@ only fail, and never an answer with internals in it."""
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -32,6 +34,31 @@ ORGANIZATION = "arn:aws:organizations::111111111111:organization/o-abcdefghij"
 OU = "arn:aws:organizations::111111111111:ou/o-abcdefghij/ou-ab12-cdefghij"
 NO_SUCH_IMAGE = "ami-0000000000000dead"
 DROP = object()  # a case that removes the field from the valid body
+# Characters no label may hold: control (Cc), format (Cf), separators (Zl, Zp), surrogates,
+# private use, unassigned.
+UNSAFE_CHARACTERS = [
+    pytest.param("\x00", id="nul"),
+    pytest.param("\x1b", id="esc"),
+    pytest.param("\r", id="cr"),
+    pytest.param("\n", id="lf"),
+    pytest.param("\t", id="tab"),
+    pytest.param("\x7f", id="del"),
+    pytest.param("\x85", id="next-line"),
+    pytest.param("\u202a", id="left-to-right-embedding"),
+    pytest.param("\u202e", id="right-to-left-override"),
+    pytest.param("\u2066", id="left-to-right-isolate"),
+    pytest.param("\u2069", id="pop-directional-isolate"),
+    pytest.param("\u200b", id="zero-width-space"),
+    pytest.param("\u200f", id="right-to-left-mark"),
+    pytest.param("\ufeff", id="bom"),
+    pytest.param("\u2028", id="line-separator"),
+    pytest.param("\u2029", id="paragraph-separator"),
+    pytest.param("\ud800", id="surrogate"),
+    pytest.param("\ue000", id="private-use"),
+    pytest.param("\U000f0000", id="private-use-plane-15"),
+    pytest.param("\u0378", id="unassigned"),
+    pytest.param("\uffff", id="noncharacter"),
+]
 
 
 def assert_problem(
@@ -123,6 +150,9 @@ BAD_BODIES = [
     pytest.param({"region": "mars"}, "region", id="region-made-up"),
     pytest.param({"region": "us-east-1\n"}, "region", id="region-newline"),
     pytest.param({"region": DROP}, "region", id="region-missing"),
+    pytest.param({"region": "zz-fake-9"}, "region", id="region-unknown-to-botocore"),
+    pytest.param({"region": "us-east-99"}, "region", id="region-well-formed-but-unknown"),
+    pytest.param({"region": "r" * 10_000}, "region", id="region-huge"),
     pytest.param(
         {"account_ids": ["222222222222", "22222222222"]}, "account_ids[1]", id="account-11-digits"
     ),
@@ -248,6 +278,12 @@ async def test_every_bad_field_is_named_at_once(api: Api) -> None:
         pytest.param(b"", id="empty"),
         pytest.param(b'{"region": "\xff\xfe"}', id="not-utf-8"),
         pytest.param(b"\x1eE\tE\xc0", id="binary"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="100000-nested-lists"),
+        pytest.param(
+            b'{"labels": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001, id="100000-nested-objects"
+        ),
+        pytest.param(b'{"verify": ' + b"1" * 10_000 + b"}", id="integer-of-10000-digits"),
+        pytest.param(b'{"labels": {"a": -' + b"9" * 10_000 + b"}}", id="negative-10000-digits"),
     ],
 )
 async def test_body_that_is_not_a_json_object_is_422_naming_the_body(
@@ -258,6 +294,59 @@ async def test_body_that_is_not_a_json_object_is_422_naming_the_body(
     )
 
     assert_problem(response, 422, "body")
+
+
+@pytest.mark.parametrize("where", ["key", "value"])
+@pytest.mark.parametrize("char", UNSAFE_CHARACTERS)
+async def test_label_with_an_unsafe_character_is_422_naming_labels(
+    api: Api, char: str, where: str
+) -> None:
+    labels = {f"te{char}am": "x"} if where == "key" else {"team": f"a{char}b"}
+    before = (await api.client.get("/v1/jobs", params={"limit": 500})).json()["items"]
+
+    # json.dumps escapes every non-ASCII character, so that a lone surrogate can be sent.
+    response = await api.client.post(
+        "/v1/jobs",
+        content=json.dumps(valid_body(image_id=NO_SUCH_IMAGE, labels=labels)),
+        headers={"Content-Type": "application/json"},
+    )
+
+    body = assert_problem(response, 422, "labels")
+    assert f"U+{ord(char):04X}" in body["detail"]
+    assert char not in response.text
+    after = (await api.client.get("/v1/jobs", params={"limit": 500})).json()["items"]
+    assert len(after) == len(before), "a refused request must not leave a job behind"
+
+
+async def test_labels_in_any_script_are_accepted_and_found(api: Api) -> None:
+    unique = uuid.uuid4().hex
+    labels = {"team": f"café ☕ {unique}", "équipe": "基盤", "チーム": "🚀"}
+
+    created = await api.client.post(
+        "/v1/jobs", json=valid_body(image_id=NO_SUCH_IMAGE, labels=labels)
+    )
+    found = await api.client.get("/v1/jobs", params={"label": f"team:café ☕ {unique}"})
+
+    assert created.status_code == 202, created.text
+    assert created.json()["labels"] == labels
+    assert [job["id"] for job in found.json()["items"]] == [created.json()["id"]]
+
+
+async def test_unknown_region_is_422_saying_it_is_not_an_aws_region(api: Api) -> None:
+    response = await api.client.post("/v1/jobs", json=valid_body(region="zz-fake-9"))
+
+    body = assert_problem(response, 422, "region")
+    message = next(e["message"] for e in body["errors"] if e["field"] == "region")
+    assert message == "'zz-fake-9' is not a known AWS Region"
+
+
+async def test_region_botocore_lists_is_accepted_whatever_its_shape(api: Api) -> None:
+    response = await api.client.post(
+        "/v1/jobs", json=valid_body(image_id=NO_SUCH_IMAGE, region="eusc-de-east-1")
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json()["region"] == "eusc-de-east-1"
 
 
 async def test_too_long_idempotency_key_is_422_naming_the_header(api: Api) -> None:
@@ -287,6 +376,18 @@ async def test_too_long_idempotency_key_is_422_naming_the_header(api: Api) -> No
         pytest.param({"image_id": "ami-\x00"}, "image_id", id="image-id-nul"),
         pytest.param({"account_id": "2222"}, "account_id", id="account-id-malformed"),
         pytest.param({"account_id": "\x00"}, "account_id", id="account-id-nul"),
+        pytest.param({"limit": "1" * 10_000}, "limit", id="limit-10000-digits"),
+        pytest.param({"label": "team:a\x00b"}, "label", id="label-value-nul"),
+        pytest.param({"label": "te\x00am:x"}, "label", id="label-key-nul"),
+        pytest.param({"label": "team:\x1b[2J"}, "label", id="label-value-esc"),
+        pytest.param({"label": "team:a\r\nb"}, "label", id="label-value-crlf"),
+        pytest.param({"label": "team:\u202eevil"}, "label", id="label-value-bidi-override"),
+        pytest.param({"label": "te\u200bam:x"}, "label", id="label-key-zero-width"),
+        pytest.param({"label": "team:\ufeff"}, "label", id="label-value-bom"),
+        pytest.param({"label": "team:\u2028"}, "label", id="label-value-line-separator"),
+        pytest.param({"label": "team:\ue000"}, "label", id="label-value-private-use"),
+        pytest.param({"label": "k" * 129 + ":v"}, "label", id="label-key-too-long"),
+        pytest.param({"label": "k:" + "v" * 257}, "label", id="label-value-too-long"),
     ],
 )
 async def test_bad_job_list_query_is_422_naming_the_parameter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 
 from app.api.deps import JobServiceDep, Reader, StatusCacheDep, Writer, job_service
+from app.api.fields import LabelFilterCheck
 from app.api.schemas import (
     EventOut,
     EventPage,
@@ -56,8 +58,10 @@ IF_NONE_MATCH_PARAMETER = {
 }
 PROBLEMS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (401, 403, 404, 422, 503)
+    for code in (401, 403, 404, 413, 422, 503)
 }
+# A version ETag, "v<digits>", in ASCII digits: str.isdigit() also takes '²', which int() refuses.
+VERSION_TAG = re.compile(r"v([0-9]+)")
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -146,9 +150,9 @@ def _newest_asked(if_none_match: str | None) -> int:
     newer version than the cached one is answered from the database."""
     newest = 0
     for candidate in (if_none_match or "").split(","):
-        tag = candidate.strip().removeprefix("W/").strip('"')
-        if tag.startswith("v") and tag[1:].isdigit():
-            newest = max(newest, int(tag[1:]))
+        version = VERSION_TAG.fullmatch(candidate.strip().removeprefix("W/").strip('"'))
+        if version is not None:
+            newest = max(newest, int(version[1]))
     return newest
 
 
@@ -182,6 +186,7 @@ async def list_jobs(
     label: Annotated[
         str | None,
         Query(pattern=r"^[^:\x00]+:[^\x00]*$", max_length=400, description="key:value"),
+        LabelFilterCheck,
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,

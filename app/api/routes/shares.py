@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import Reader, SessionDep
+from app.api.fields import Region
 from app.api.routes.jobs import PRINCIPAL, PROBLEMS, Cursor, Limit
 from app.api.schemas import ShareOut, SharePage
 from app.db.ledger import ShareFilter
-from app.domain.principals import IMAGE_ID, REGION
+from app.domain.principals import IMAGE_ID
 from app.jobs.ledger import ShareService
 
 router = APIRouter(prefix="/v1/shares", tags=["shares"])
@@ -29,8 +30,8 @@ async def _share_service(session: SessionDep) -> ShareService:
 async def list_shares(
     service: Annotated[ShareService, Depends(_share_service)],
     _caller: Reader,
-    image_id: Annotated[str | None, Query(pattern=IMAGE_ID.pattern)] = None,
-    region: Annotated[str | None, Query(pattern=REGION.pattern)] = None,
+    image_id: Annotated[str | None, Query(max_length=32, pattern=IMAGE_ID.pattern)] = None,
+    region: Annotated[Region | None, Query()] = None,
     principal: Annotated[str | None, Query(max_length=256, pattern=PRINCIPAL)] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
