@@ -3,22 +3,91 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.domain.guardrails import (
+    ANY_DESTINATION,
+    ANY_SOURCE,
+    DestinationGuardrail,
+    SourceGuardrail,
+)
+
 Scope = Literal["jobs:read", "jobs:write"]
+# What STS accepts as a SourceIdentity: the worker names the job's token in its AssumeRole calls.
+SOURCE_IDENTITY = r"^[A-Za-z0-9+=,.@_-]{2,64}$"
+
+
+def _entry_texts(value: object) -> list[str] | None:
+    """An allowed list as configured: None, a list of strings, a JSON list or a comma list."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError("not a valid JSON list of entries") from None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError("give a list of entries (strings), a JSON list or a comma list")
+    return list(value)
+
+
+def _destinations(value: object) -> DestinationGuardrail:
+    if isinstance(value, DestinationGuardrail):
+        return value
+    return DestinationGuardrail.parse(_entry_texts(value))
+
+
+def _sources(value: object) -> SourceGuardrail:
+    if isinstance(value, SourceGuardrail):
+        return value
+    return SourceGuardrail.parse(_entry_texts(value))
+
+
+# Allowed lists are parsed once, when settings load; a bad entry is a settings error naming it.
+AllowedDestinations = Annotated[
+    DestinationGuardrail,
+    NoDecode,
+    PlainValidator(_destinations, json_schema_input_type=list[str] | None),
+    PlainSerializer(lambda guardrail: guardrail.texts),
+]
+AllowedSources = Annotated[
+    SourceGuardrail,
+    NoDecode,
+    PlainValidator(_sources, json_schema_input_type=list[str] | None),
+    PlainSerializer(lambda guardrail: guardrail.texts),
+]
 
 
 class ApiToken(BaseModel):
-    """One entry of AMISHARE_API_TOKENS: a plain token or the sha256 hex of one."""
+    """One entry of AMISHARE_API_TOKENS: a plain token or the sha256 hex of one, its scopes,
+    and optionally its own allowed sources and destinations (within the service's)."""
 
-    name: str = Field(min_length=1)
+    # Never echo what was given: it may be a token. Unknown keys are refused, not ignored, so
+    # that a misspelt limit cannot leave a token unlimited.
+    model_config = ConfigDict(hide_input_in_errors=True, extra="forbid")
+
+    name: str = Field(pattern=SOURCE_IDENTITY)
     token: str | None = Field(default=None, min_length=16, repr=False)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$", repr=False)
     scopes: list[Scope] = Field(default_factory=list)
+    sources: AllowedSources = ANY_SOURCE
+    destinations: AllowedDestinations = ANY_DESTINATION
 
     @model_validator(mode="after")
     def _exactly_one_secret(self) -> ApiToken:
@@ -35,7 +104,10 @@ class ApiToken(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AMISHARE_", extra="ignore")
+    # hide_input_in_errors: a settings error must never print a token.
+    model_config = SettingsConfigDict(
+        env_prefix="AMISHARE_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = "sqlite+aiosqlite:///./amishare.db"
     api_tokens: list[ApiToken] = Field(default_factory=list, repr=False)
@@ -65,24 +137,31 @@ class Settings(BaseSettings):
     step_max_attempts: int = Field(default=6, ge=1, le=20)
     step_backoff_seconds: float = Field(default=0.2, gt=0)
 
-    # Guardrail: when set, every destination must match one of these (accounts or org/OU ARNs;
-    # a trailing '*' matches a prefix). Unset: any well-formed destination is allowed.
-    allowed_destinations: Annotated[list[str] | None, NoDecode] = None
+    # Guardrails (app/domain/guardrails.py): when set, every destination, and every job's
+    # source account, must be allowed by one entry. Unset: any well-formed one is allowed.
+    allowed_destinations: AllowedDestinations = ANY_DESTINATION
+    allowed_sources: AllowedSources = ANY_SOURCE
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("allowed_destinations", mode="before")
+    @field_validator("api_tokens")
     @classmethod
-    def _split_destinations(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip()
-            if value.startswith("["):
-                import json
-
-                return json.loads(value)
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+    def _distinct_tokens(cls, tokens: list[ApiToken]) -> list[ApiToken]:
+        """Names identify a token in jobs and in AWS; a secret must identify one token."""
+        by_name: dict[str, ApiToken] = {}
+        by_digest: dict[bytes, ApiToken] = {}
+        for token in tokens:
+            if token.name in by_name:
+                raise ValueError(f"two tokens are named {token.name!r}")
+            if token.digest in by_digest:
+                raise ValueError(
+                    f"tokens {by_digest[token.digest].name!r} and {token.name!r} "
+                    "have the same secret"
+                )
+            by_name[token.name] = token
+            by_digest[token.digest] = token
+        return tokens
 
     @field_validator("database_url")
     @classmethod
@@ -97,6 +176,6 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-
-def load_settings() -> Settings:
-    return Settings()
+    def token_named(self, name: str) -> ApiToken | None:
+        """The configured token a job's `created_by` names (None: no such token any more)."""
+        return next((token for token in self.api_tokens if token.name == name), None)

@@ -41,12 +41,33 @@ class WorkContextFilter(logging.Filter):
         return True
 
 
-# Attributes every LogRecord has; anything else was passed with `extra=` and is logged too.
+# Attributes every LogRecord has; anything else was passed with `extra=` and is logged too,
+# except uvicorn's `color_message`: the message again, with ANSI escapes.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_NOT_LOGGED = _STANDARD | {"color_message"}
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+    return {k: v for k, v in record.__dict__.items() if k not in _NOT_LOGGED}
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def one_line(value: object) -> str:
+    """`value` as text with every unprintable character escaped (`\\n`, `\\x1b`, `\\u2028`),
+    so that whatever a value holds, it can neither end the line nor drive the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,17 +81,24 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str)
+        try:
+            return json.dumps(event, default=str, allow_nan=False)
+        except (TypeError, ValueError):  # NaN, a key that is not text, a cycle: fields as text
+            return json.dumps({k: v if isinstance(v, str) else str(v) for k, v in event.items()})
 
 
 class TextFormatter(logging.Formatter):
+    """One event, one line: the message, each extra field and a traceback are escaped."""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{record.levelname:<7} {record.name}: {record.getMessage()}"
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
-        line = f"{line} {extras}" if extras else line
+        parts = [f"{one_line(record.levelname):<7} {one_line(record.name)}: "]
+        parts.append(one_line(record.getMessage()))
+        parts += [f" {one_line(k)}={one_line(v)}" for k, v in _extras(record).items()]
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+            parts.append(" exception=" + one_line(self.formatException(record.exc_info)))
+        if record.stack_info:
+            parts.append(" stack=" + one_line(self.formatStack(record.stack_info)))
+        return "".join(parts)
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:

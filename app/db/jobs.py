@@ -26,6 +26,13 @@ class JobFilter:
     label: tuple[str, str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FailedTarget:
+    position: int
+    principal: str
+    principal_type: str
+
+
 class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -113,12 +120,45 @@ class JobRepository:
             .values(cancel_requested=True, updated_at=utcnow(), version=col(Job.version) + 1)
         )
 
-    async def requeue_failed(self, job_id: str) -> bool:
-        """Failed targets back to pending and the job back to the queue, in one transaction."""
+    async def failed_targets(self, job_id: str) -> Sequence[FailedTarget]:
+        """The job's failed targets in position order: what a retry may queue again."""
+        query = (
+            select(col(JobTarget.position), col(JobTarget.principal), col(JobTarget.principal_type))
+            .where(col(JobTarget.job_id) == job_id, col(JobTarget.status) == TargetStatus.FAILED)
+            .order_by(col(JobTarget.position))
+        )
+        rows = (await self.session.execute(query)).all()
+        return [FailedTarget(position, principal, kind) for position, principal, kind in rows]
+
+    async def refuse_failed(
+        self, job_id: str, positions: Sequence[int], code: str, message: str
+    ) -> None:
+        """These failed targets stay failed, now with this error (a retry did not queue them)."""
+        if not positions:
+            return
+        await self.session.execute(
+            update(JobTarget)
+            .where(
+                col(JobTarget.job_id) == job_id,
+                col(JobTarget.status) == TargetStatus.FAILED,
+                col(JobTarget.position).in_(positions),
+            )
+            .values(error_code=code, error_message=message, updated_at=utcnow())
+        )
+
+    async def requeue_failed(self, job_id: str, positions: Sequence[int]) -> bool:
+        """These failed targets back to pending and the job back to the queue, in one
+        transaction; False if none of them is failed any more."""
+        if not positions:
+            return False
         now = utcnow()
         requeued = await self.session.execute(
             update(JobTarget)
-            .where(col(JobTarget.job_id) == job_id, col(JobTarget.status) == TargetStatus.FAILED)
+            .where(
+                col(JobTarget.job_id) == job_id,
+                col(JobTarget.status) == TargetStatus.FAILED,
+                col(JobTarget.position).in_(positions),
+            )
             .values(
                 status=TargetStatus.PENDING,
                 step=Step.PENDING,

@@ -26,6 +26,7 @@ class TargetErrorCode(StrEnum):
     NOT_VISIBLE_IN_DESTINATION = "NotVisibleInDestination"
     THROTTLED = "Throttled"
     COPY_FAILED = "CopyFailed"
+    DESTINATION_NOT_ALLOWED = "DestinationNotAllowed"
     AWS_ERROR = "AwsError"
 
 

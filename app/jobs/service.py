@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.db.events import EventLog
-from app.db.jobs import JobFilter, JobRepository, Progress
+from app.db.jobs import FailedTarget, JobFilter, JobRepository, Progress
 from app.db.models import Job, JobEvent, JobTarget
-from app.domain.principals import Principal
+from app.domain.errors import TargetErrorCode
+from app.domain.guardrails import (
+    ANY_DESTINATION,
+    ANY_SOURCE,
+    DestinationGuardrail,
+    SourceGuardrail,
+)
+from app.domain.principals import Principal, principal_of
 from app.domain.types import Action, JobStatus, KmsAccess, PrincipalType, Step, TargetStatus
 from app.jobs.cursors import decode_cursor, encode_cursor
 from app.jobs.errors import (
@@ -39,7 +46,47 @@ class JobPolicy:
     """What the deployment allows (from Settings)."""
 
     destination_role_configured: bool
-    allowed_destinations: Sequence[str] | None
+    allowed_destinations: DestinationGuardrail = ANY_DESTINATION
+    allowed_sources: SourceGuardrail = ANY_SOURCE
+    # Without a source role the service acts with its own credentials: in its own account only.
+    own_account_only: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobPolicy:
+        return cls(
+            destination_role_configured=bool(settings.destination_role_name),
+            allowed_destinations=settings.allowed_destinations,
+            allowed_sources=settings.allowed_sources,
+            own_account_only=not settings.source_role_name,
+        )
+
+
+class Requester(Protocol):
+    """Who asks for a job (app/api/auth.py's Caller): a token's name and its own limits."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sources(self) -> SourceGuardrail: ...
+
+    @property
+    def destinations(self) -> DestinationGuardrail: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NamedRequester:
+    """A requester known by name alone: no limits of its own beyond the service's."""
+
+    name: str
+    sources: SourceGuardrail = ANY_SOURCE
+    destinations: DestinationGuardrail = ANY_DESTINATION
+
+
+def _requester(caller: Requester | str | None) -> Requester:
+    if caller is None or isinstance(caller, str):
+        return NamedRequester(caller or "")
+    return caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +116,18 @@ class JobService:
         self.progress_cache = progress_cache or ProgressCache(max_jobs=0)
 
     async def create(
-        self, request: NewJob, caller: str, idempotency_key: str | None
+        self, request: NewJob, caller: Requester | str, idempotency_key: str | None
     ) -> tuple[JobWithProgress, bool]:
-        """The job and whether it was created now (False: an earlier one with the same key)."""
+        """The job and whether it was created now (False: an earlier one with the same key).
+        `caller`: its name and limits; a name alone has no limits beyond the service's."""
+        requester = _requester(caller)
         if idempotency_key is not None:
-            earlier = await self._replay(request, caller, idempotency_key)
+            earlier = await self._replay(request, requester.name, idempotency_key)
             if earlier is not None:
                 return earlier, False
-        source_account_id = request.source_account_id or await self._own_account()
-        targets = self._targets(request, source_account_id)
+        source_account_id, own_account = await self._source_account(request)
+        errors = self._source_errors(request, source_account_id, own_account, requester)
+        targets = self._targets(request, source_account_id, requester, errors)
         self._check_copy(request)
         job = Job(
             id=f"job-{uuid.uuid4().hex}",
@@ -91,7 +141,7 @@ class JobService:
             verify=self._verify(request),
             copy_options=request.copy,
             labels=dict(request.labels),
-            created_by=caller,
+            created_by=requester.name,
             idempotency_key=idempotency_key,
             request_hash=request.fingerprint if idempotency_key else None,
         )
@@ -112,7 +162,7 @@ class JobService:
         except IntegrityError:
             # Another request with the same Idempotency-Key won the race.
             assert idempotency_key is not None
-            earlier = await self._replay(request, caller, idempotency_key)
+            earlier = await self._replay(request, requester.name, idempotency_key)
             if earlier is None:
                 raise
             return earlier, False
@@ -159,14 +209,44 @@ class JobService:
             await self.jobs.request_cancel(job_id)
         return await self.get(job_id)
 
-    async def retry(self, job_id: str) -> JobWithProgress:
-        """Queue a finished job's failed targets again, in the same job."""
+    async def retry(self, job_id: str, caller: Requester | None = None) -> JobWithProgress:
+        """Queue a finished job's failed targets again, in the same job: those that the
+        service's allowed lists and the retrying token's own still allow. The others stay
+        failed, with DestinationNotAllowed. `caller` None: no token limits of its own."""
+        requester = _requester(caller)
         job = await self._job(job_id)
         if not JobStatus(job.status).is_finished:
             raise ConflictError(
                 f"Job {job_id} is {job.status}; only a finished job can be retried."
             )
-        if not await self.jobs.requeue_failed(job_id):
+        failed = await self.jobs.failed_targets(job_id)
+        if not failed:
+            raise ConflictError(f"Job {job_id} has no failed targets to retry.")
+        source_refusal = self._source_refusal(job.source_account_id, requester)
+        if source_refusal is not None:
+            raise ConflictError(f"Job {job_id} cannot be retried: {source_refusal}.")
+        refused: dict[str, list[int]] = {}
+        requeued: list[int] = []
+        for target in failed:
+            reason = self._destination_refusal(_principal(target), requester)
+            if reason is None:
+                requeued.append(target.position)
+            else:
+                refused.setdefault(reason, []).append(target.position)
+        if not requeued:
+            raise ConflictError(
+                f"Job {job_id} has no failed target that may be retried: each is "
+                + "; ".join(f"{reason} ({len(p)})" for reason, p in refused.items())
+                + "."
+            )
+        for reason, positions in refused.items():
+            await self.jobs.refuse_failed(
+                job_id,
+                positions,
+                TargetErrorCode.DESTINATION_NOT_ALLOWED,
+                f"Not retried: the guardrail no longer allows this destination ({reason}).",
+            )
+        if not await self.jobs.requeue_failed(job_id, requeued):
             raise ConflictError(f"Job {job_id} has no failed targets to retry.")
         return await self.get(job_id)
 
@@ -196,6 +276,14 @@ class JobService:
                 location="header",
             )
         return JobWithProgress(earlier, (await self.jobs.progress([earlier.id]))[earlier.id])
+
+    async def _source_account(self, request: NewJob) -> tuple[str, str | None]:
+        """The job's source account, and the service's own when it was needed to decide."""
+        if request.source_account_id is None:
+            own = await self._own_account()
+            return own, own
+        own_or_none = await self._own_account() if self.policy.own_account_only else None
+        return request.source_account_id, own_or_none
 
     async def _own_account(self) -> str:
         try:
@@ -236,9 +324,55 @@ class JobService:
             "copy", "copying into destinations is not available in this version of amishare"
         )
 
-    def _targets(self, request: NewJob, source_account_id: str) -> list[Principal]:
-        """The job's principals in request order, duplicates folded, every rule checked."""
-        errors: list[FieldError] = []
+    def _source_errors(
+        self,
+        request: NewJob,
+        source_account_id: str,
+        own_account: str | None,
+        requester: Requester,
+    ) -> list[FieldError]:
+        field = "source_account_id"
+        if self.policy.own_account_only and source_account_id != own_account:
+            return [
+                FieldError(
+                    field,
+                    "acting in another account needs a source role, and "
+                    "AMISHARE_SOURCE_ROLE_NAME is not set on this service; leave it unset "
+                    "to use the service's own account",
+                )
+            ]
+        refusal = self._source_refusal(source_account_id, requester)
+        if refusal is None:
+            return []
+        if request.source_account_id is None:
+            refusal = f"this service's own account {source_account_id}, the default, is {refusal}"
+        return [FieldError(field, refusal)]
+
+    def _source_refusal(self, source_account_id: str, requester: Requester) -> str | None:
+        """Why this source account is not allowed (None: it is)."""
+        if not self.policy.allowed_sources.allows(source_account_id):
+            return "not among this service's allowed source accounts"
+        if not requester.sources.allows(source_account_id):
+            return "not among this token's allowed source accounts"
+        return None
+
+    def _destination_refusal(self, principal: Principal, requester: Requester) -> str | None:
+        """Why this destination is not allowed (None: it is)."""
+        if not self.policy.allowed_destinations.allows(principal):
+            return "not among this service's allowed destinations"
+        if not requester.destinations.allows(principal):
+            return "not among this token's allowed destinations"
+        return None
+
+    def _targets(
+        self,
+        request: NewJob,
+        source_account_id: str,
+        requester: Requester,
+        errors: list[FieldError],
+    ) -> list[Principal]:
+        """The job's principals in request order, duplicates folded, every rule checked; a
+        422 with `errors` and every broken rule."""
         principals: list[Principal] = []
         seen: set[str] = set()
         groups = [
@@ -253,12 +387,12 @@ class JobService:
         for field, values, kind in groups:
             for index, value in enumerate(values):
                 where = f"{field}[{index}]"
+                principal = Principal(value, kind)
+                refusal = self._destination_refusal(principal, requester)
                 if kind is PrincipalType.ACCOUNT and value == source_account_id:
                     errors.append(FieldError(where, "the source account cannot be a destination"))
-                elif not self._allowed(value):
-                    errors.append(
-                        FieldError(where, "not among this service's allowed destinations")
-                    )
+                elif refusal is not None:
+                    errors.append(FieldError(where, refusal))
                 elif kind is not PrincipalType.ACCOUNT and request.kms_access is KmsAccess.GRANT:
                     errors.append(
                         FieldError(
@@ -269,7 +403,7 @@ class JobService:
                     )
                 if value not in seen:
                     seen.add(value)
-                    principals.append(Principal(value, kind))
+                    principals.append(principal)
         if not principals:
             errors.append(FieldError("account_ids", "give at least one destination"))
         if len(principals) > MAX_TARGETS:
@@ -280,9 +414,9 @@ class JobService:
             raise InvalidRequestError("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
         return principals
 
-    def _allowed(self, principal: str) -> bool:
-        allowed = self.policy.allowed_destinations
-        return allowed is None or any(fnmatchcase(principal, pattern) for pattern in allowed)
+
+def _principal(target: FailedTarget) -> Principal:
+    return principal_of(target.principal, target.principal_type)
 
 
 def _fresh_progress(total: int) -> Progress:

@@ -161,6 +161,32 @@ def test_api_tokens_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert book.identify(HASHED_TOKEN) == Caller("dashboard", frozenset({"jobs:read"}))
 
 
+def test_a_tokens_own_allowed_lists_are_carried_by_its_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entries = [
+        {
+            "name": "team-a",
+            "token": WRITER_TOKEN,
+            "scopes": ["jobs:write"],
+            "sources": ["123456789012"],
+            "destinations": ["2222*", "arn:aws:organizations::111111111111:ou/o-abcdefghij/*"],
+        },
+        {"name": "reader", "token": READER_TOKEN, "scopes": ["jobs:read"]},
+    ]
+    monkeypatch.setenv("AMISHARE_API_TOKENS", json.dumps(entries))
+
+    book = TokenBook(Settings().api_tokens)
+    limited, unlimited = book.identify(WRITER_TOKEN), book.identify(READER_TOKEN)
+
+    assert limited is not None and unlimited is not None
+    assert limited.sources.texts == ["123456789012"]
+    assert limited.destinations.texts == entries[0]["destinations"]
+    assert limited.sources.allows("123456789012")
+    assert not limited.sources.allows("123456789013")
+    assert not unlimited.sources.restricted and not unlimited.destinations.restricted
+
+
 class TestTokenBook:
     def book(self) -> TokenBook:
         return TokenBook(
