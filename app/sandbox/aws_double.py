@@ -36,6 +36,10 @@ ago than that is answered as AWS answers expired session credentials, before any
 EC2 `RequestExpired` "Request has expired." (400, XML), KMS `ExpiredTokenException` (400, JSON)
 and STS `ExpiredToken` (400, XML) "The security token included in the request is expired";
 recorded with fault "expired". Long-term keys (the fake `testing` ones) never expire.
+`refuse_accounts`: a mutating call whose parameters name one of these accounts is refused as
+AWS refuses a principal it does not accept (EC2 `InvalidAMIAttributeItemValue`, KMS
+`MalformedPolicyDocumentException`, CreateGrant `InvalidArnException`); with `actions`, only
+in those actions (e.g. an account refused at launch permission after its key step).
 Decisions draw from `random.Random(seed)`.
 """
 
@@ -136,12 +140,13 @@ class FaultConfig:
     deny_accounts: tuple[str, ...] = ()
     deny_assume_role_into: tuple[str, ...] = ()
     credential_lifetime_seconds: float = 0.0
+    refuse_accounts: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "throttle_rate", "error_rate", "credential_lifetime_seconds"):
             object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("actions", "deny_accounts", "deny_assume_role_into"):
+        for name in ("actions", "deny_accounts", "deny_assume_role_into", "refuse_accounts"):
             object.__setattr__(self, name, _string_tuple(name, getattr(self, name)))
         object.__setattr__(self, "throttle_all_calls", _boolean(self.throttle_all_calls))
         object.__setattr__(self, "seed", int(self.seed))
@@ -335,6 +340,25 @@ def _deny_fault(call: _AwsCall) -> _Fault:
     return _Fault("deny", 403, "AccessDenied", message)
 
 
+def _named_account(call: _AwsCall, accounts: Sequence[str]) -> str | None:
+    """The first of `accounts` that a mutating call names in its parameters."""
+    if not accounts or not call.mutating or not call.params:
+        return None
+    text = json.dumps(call.params, default=str)
+    return next((a for a in accounts if a in text), None)
+
+
+def _refusal_fault(call: _AwsCall, account_id: str) -> _Fault:
+    """As AWS refuses a principal it does not accept, in each API's own terms."""
+    if call.service == "kms" and call.action == "CreateGrant":
+        return _Fault("refuse", 400, "InvalidArnException", f"Invalid principal: {account_id}")
+    if call.service == "kms":
+        message = "Policy contains a statement with one or more invalid principals."
+        return _Fault("refuse", 400, "MalformedPolicyDocumentException", message)
+    message = f'Invalid attribute item value "{account_id}" for userId item type.'
+    return _Fault("refuse", 400, "InvalidAMIAttributeItemValue", message)
+
+
 def _assume_role_target(call: _AwsCall) -> str | None:
     if call.service != "sts" or call.action != "AssumeRole":
         return None
@@ -398,6 +422,9 @@ class DoubleControl:
             return _Fault("deny", 403, "AccessDenied", message)
         if config.actions and call.action not in config.actions:
             return None
+        refused = _named_account(call, config.refuse_accounts)
+        if refused is not None:
+            return _refusal_fault(call, refused)
         if (call.mutating or config.throttle_all_calls) and self._draw(config.throttle_rate):
             return _throttle_fault(call.service)
         if self._draw(config.error_rate):

@@ -806,6 +806,24 @@ def _put_key_policy_request(self: Any) -> str:
     return str(_original(KmsResponse, "put_key_policy")(self))
 
 
+# AWS: a Deny statement of a key policy applies only to the principals it names (moto applies
+# every Deny to every caller).
+def _validate_key_policy(self: Any, key_id: str, action: str) -> None:
+    key = self.kms_backend.describe_key(self.kms_backend.get_key_id(key_id))
+    try:
+        statements = _statements(key.policy)
+    except (ValueError, TypeError):
+        return
+    caller, role_arn = self.current_account, _caller_role_arn(self)
+    for statement in statements:
+        denies = str(statement.get("Effect", "")).lower() == "deny"
+        applies = _statement_names_account(statement, caller, role_arn)
+        if denies and applies and _statement_has_action(statement, action):
+            raise _kms_error(
+                "AccessDeniedException", f"{action} is denied by the key policy of {key.arn}"
+            )
+
+
 # AWS: AssumeRole takes RoleSessionName and SourceIdentity of 2-64 characters of [\w+=,.@-] and
 # answers with the SourceIdentity.
 def _assume_role(self: Any) -> ActionResult:
@@ -941,6 +959,7 @@ _PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
     (KmsResponse, "create_grant", _create_grant_request),
     (KmsResponse, "list_grants", _list_grants),
     (KmsResponse, "put_key_policy", _put_key_policy_request),
+    (KmsResponse, "_validate_key_policy", _validate_key_policy),
     (TokenResponse, "assume_role", _assume_role),
     (AmiBackend, "describe_image_attribute", _describe_image_attribute),
     (AmisResponse, "reset_image_attribute", _reset_image_attribute),

@@ -25,7 +25,7 @@ from moto.sts.models import sts_backends
 
 from app.sandbox import moto_ext, seed
 from app.sandbox.aws_double import AwsDouble, FaultConfig, RecordedRequest, start
-from tests.aws_double.conftest import DESTINATION, FAKE_ENV, REGION, SOURCE, Account
+from tests.aws_double.conftest import BYSTANDER, DESTINATION, FAKE_ENV, REGION, SOURCE, Account
 
 UNKNOWN = "999999999999"
 
@@ -180,6 +180,32 @@ def test_faults_can_be_limited_to_some_actions(double: AwsDouble, source: Accoun
             ImageId=seeded.image_id, LaunchPermission={"Add": [{"UserId": DESTINATION}]}
         )
     ) == (503, "RequestLimitExceeded")
+
+
+def test_refused_accounts_are_refused_only_where_they_are_named(
+    double: AwsDouble, source: Account
+) -> None:
+    double.set_faults(refuse_accounts=(DESTINATION,), actions=("ModifyImageAttribute",))
+    seeded = seed.create_encrypted_image(double.url, seed.create_customer_key(double.url).key_id)
+
+    def launch(*accounts: str) -> None:
+        source.ec2.modify_image_attribute(
+            ImageId=seeded.image_id,
+            LaunchPermission={"Add": [{"UserId": a} for a in accounts]},
+        )
+
+    assert failure(lambda: launch(BYSTANDER, DESTINATION)) == (400, "InvalidAMIAttributeItemValue")
+    launch(BYSTANDER)  # a call that does not name it lands
+    source.ec2.modify_snapshot_attribute(  # so do other actions naming it
+        SnapshotId=seeded.snapshot_ids[0],
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=[DESTINATION],
+    )
+    assert [r.fault for r in double.requests() if r.action == "ModifyImageAttribute"] == [
+        "refuse",
+        None,
+    ]
 
 
 def test_throttling_is_reproducible_for_a_seed(double: AwsDouble, source: Account) -> None:

@@ -1205,3 +1205,37 @@ def test_a_response_class_methods_are_listed_once_and_as_moto_lists_them(double:
 
     assert listed == method_names_from_class(KmsResponse)
     assert responses.method_names_from_class(KmsResponse) is listed
+
+
+def test_a_deny_statement_applies_only_to_the_principals_it_names(
+    double: AwsDouble, source: Account
+) -> None:
+    key = seed.create_customer_key(double.url)
+    add_statement(
+        source,
+        key.key_id,
+        {
+            "Sid": "BlockContractor",
+            "Effect": "Deny",
+            "Principal": {"AWS": f"arn:aws:iam::{BYSTANDER}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        },
+    )
+
+    assert source.kms.describe_key(KeyId=key.key_id)["KeyMetadata"]["Arn"] == key.key_arn
+
+    add_statement(
+        source,
+        key.key_id,
+        {
+            "Sid": "BlockEveryone",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "kms:Describe*",
+            "Resource": "*",
+        },
+    )
+    with pytest.raises(ClientError) as error:
+        source.kms.describe_key(KeyId=key.key_id)
+    assert error_code(error) == "AccessDeniedException"
