@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     external_id: str | None = Field(default=None, min_length=2, max_length=1224, repr=False)
     # Region used for STS and for finding the service's own account; jobs name their own region.
     aws_default_region: str = "us-east-1"
+    # Every AssumeRole passes the creating token's name as SourceIdentity (CloudTrail ties each
+    # call to it); the roles' trust policies must then allow sts:SetSourceIdentity.
+    set_source_identity: bool = True
 
     # GET /v1/jobs/{id} may answer from memory what the database held at most this long ago
     # (0: read the database on every request); see app/jobs/status_cache.py.

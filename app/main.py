@@ -69,10 +69,7 @@ def create_app(
         app.state.sessions = sessions
         app.state.tokens = TokenBook(settings.api_tokens)
         app.state.own_account = aws.own_account_id
-        app.state.job_policy = JobPolicy(
-            destination_role_configured=bool(settings.destination_role_name),
-            allowed_destinations=settings.allowed_destinations,
-        )
+        app.state.job_policy = JobPolicy.from_settings(settings)
         worker: Worker | None = None
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None

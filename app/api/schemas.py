@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from app.api.fields import MAX_LABELS, LabelKey, LabelValue, Region, label_problem
 from app.db.jobs import Progress
-from app.db.models import Job, JobEvent, JobTarget, Share
+from app.db.models import Job, JobEvent, JobTarget, KeyAccessRow, Share
 from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN
 from app.domain.types import Action, KmsAccess, TargetStatus
 from app.jobs.requests import NewJob
@@ -215,6 +216,16 @@ class TargetPage(BaseModel):
     next_cursor: str | None
 
 
+class KeyAccessOut(BaseModel):
+    """Every way in to one key the service gave the principal (a revoke removes them all)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    kms_key_id: str = Field(validation_alias="key_arn")
+    key_policy: bool = Field(description="An amishare key-policy statement names the principal.")
+    grant_ids: list[str] = Field(description="Every grant amishare created for the principal.")
+
+
 class ShareOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -226,10 +237,24 @@ class ShareOut(BaseModel):
     snapshot_ids: list[str]
     shared_at: datetime
     job_id: str
+    launch_permission: bool = Field(
+        description="False: launch permission was taken back, but something else remains "
+        "(key access a revoke with kms_access 'none' left, or what an undo could not remove)."
+    )
+    key_access: list[KeyAccessOut] = Field(
+        description="How the principal may use each of `kms_key_ids` (key access may be shared "
+        "with other images under the same key)."
+    )
 
     @classmethod
-    def of(cls, share: Share) -> ShareOut:
-        return cls.model_validate(share)
+    def of(cls, share: Share, key_access: Sequence[KeyAccessRow] = ()) -> ShareOut:
+        mine = [k for k in key_access if k.key_arn in share.kms_key_ids]
+        return cls.model_validate(
+            {
+                **share.model_dump(),
+                "key_access": [KeyAccessOut.model_validate(k) for k in mine],
+            }
+        )
 
 
 class EventOut(BaseModel):
@@ -243,6 +268,9 @@ class EventOut(BaseModel):
     request_id: str | None
     outcome: str
     message: str | None
+    detail: dict[str, Any] | None = Field(
+        description="What exactly changed: grant IDs and names, principals added or removed."
+    )
 
     @classmethod
     def of(cls, event: JobEvent) -> EventOut:

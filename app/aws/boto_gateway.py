@@ -11,28 +11,30 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
+from app.aws.credentials import Credentials, RoleCredentials, acting_as
 from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import (
     AwsGateway,
     Change,
     DestinationAccount,
+    GrantInfo,
     ImageInfo,
     KeyInfo,
+    RoleSession,
     SnapshotInfo,
     SourceAccount,
 )
-from app.aws.role_clients import SharedRoleClients, acting_as
+from app.aws.role_clients import SharedRoleClients
 from app.aws.sessions import (
-    ROLE_SESSION_NAME,
     AccountClients,
     CallObserver,
     CallRecorder,
-    Credentials,
     client_config,
     role_arn,
 )
 from app.config import Settings
 from app.domain.principals import Principal, account
+from app.domain.regions import partition_of
 from app.domain.types import PrincipalType
 
 if TYPE_CHECKING:
@@ -66,6 +68,8 @@ _LAUNCH_PERMISSION_FIELD = {
 }
 
 
+# A role session outside any job (none is made today; the name still says who acts).
+DEFAULT_SESSION_NAME = "amishare"
 # Connections per shared client (the service's own clients, the destination role clients); they
 # open as needed, up to the destinations in flight in this process.
 SHARED_POOL_CONNECTIONS = 512
@@ -84,6 +88,7 @@ class BotoAwsGateway:
         default_region: str = "us-east-1",
         config: AioConfig | None = None,
         on_call: CallObserver | None = None,
+        source_identity: bool = True,
     ) -> None:
         core = AioSession()
         self._session = aioboto3.Session(botocore_session=core)
@@ -91,6 +96,8 @@ class BotoAwsGateway:
         self._source_role_name = source_role_name
         self._destination_role_name = destination_role_name
         self._external_id = external_id
+        # SourceIdentity needs sts:SetSourceIdentity in the role's trust policy.
+        self._source_identity = source_identity
         self._default_region = default_region
         # One STS client assumes every destination's role: a pool smaller than the destinations
         # in flight made them queue for a connection (64 by default: two waves at N = 100).
@@ -117,6 +124,7 @@ class BotoAwsGateway:
             external_id=settings.external_id,
             default_region=settings.aws_default_region,
             on_call=on_call,
+            source_identity=settings.set_source_identity,
         )
 
     def observe_calls(self, on_call: CallObserver) -> None:
@@ -132,24 +140,28 @@ class BotoAwsGateway:
         return self._own_account_id
 
     @asynccontextmanager
-    async def source(self, account_id: str, region: str) -> AsyncIterator[SourceAccount]:
+    async def source(
+        self, account_id: str, region: str, session: RoleSession | None = None
+    ) -> AsyncIterator[SourceAccount]:
         if self._source_role_name:
-            credentials = await self._assume_role(account_id, self._source_role_name)
-            with acting_as(credentials):
+            role = await self._role(account_id, self._source_role_name, session)
+            with acting_as(role):
                 yield BotoSourceAccount(
-                    account_id, _RegionOf(self._role_clients, region), self._calls
+                    account_id, region, _RegionOf(self._role_clients, region), self._calls
                 )
         else:
             # The service's own credentials act; the caller checks ownership.
-            yield BotoSourceAccount(account_id, self._own(region), self._calls)
+            yield BotoSourceAccount(account_id, region, self._own(region), self._calls)
 
     @asynccontextmanager
-    async def destination(self, account_id: str, region: str) -> AsyncIterator[DestinationAccount]:
+    async def destination(
+        self, account_id: str, region: str, session: RoleSession | None = None
+    ) -> AsyncIterator[DestinationAccount]:
         if not self._destination_role_name:
             raise ValueError("AMISHARE_DESTINATION_ROLE_NAME is not set")
-        credentials = await self._assume_role(account_id, self._destination_role_name)
+        role = await self._role(account_id, self._destination_role_name, session)
         # Shared clients signing as this role within this task: no client built per destination.
-        with acting_as(credentials):
+        with acting_as(role):
             yield BotoDestinationAccount(
                 account_id, _RegionOf(self._role_clients, region), self._calls
             )
@@ -198,26 +210,49 @@ class BotoAwsGateway:
         # One STS client for the gateway's life: up to 1,000 AssumeRoles per job reuse its pool.
         return await self._own(self._default_region).sts()
 
-    async def _assume_role(self, account_id: str, role_name: str) -> Credentials:
-        """Credentials of `role_name` in `account_id`, always assumed from the service's own."""
+    async def _role(
+        self, account_id: str, role_name: str, session: RoleSession | None
+    ) -> RoleCredentials:
+        """The role's credentials, assumed again whenever they run out."""
+
+        async def assume() -> Credentials:
+            return await self._assume_role(account_id, role_name, session)
+
+        return RoleCredentials(assume, await assume())
+
+    async def _assume_role(
+        self, account_id: str, role_name: str, session: RoleSession | None
+    ) -> Credentials:
+        """Credentials of `role_name` in `account_id`, always assumed from the service's own.
+        The session name and SourceIdentity tie every call in CloudTrail to the job."""
         request: AssumeRoleRequestTypeDef = {
             "RoleArn": role_arn(account_id, role_name),
-            "RoleSessionName": ROLE_SESSION_NAME,
+            "RoleSessionName": session.name if session else DEFAULT_SESSION_NAME,
         }
+        if session is not None and session.source_identity and self._source_identity:
+            request["SourceIdentity"] = session.source_identity
         if self._external_id:
             request["ExternalId"] = self._external_id
         sts = await self._sts()
         with self._calls.call("sts:AssumeRole"):
             response = await sts.assume_role(**request)
         issued = response["Credentials"]
-        return Credentials(issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"])
+        return Credentials(
+            issued["AccessKeyId"],
+            issued["SecretAccessKey"],
+            issued["SessionToken"],
+            issued.get("Expiration"),
+        )
 
 
 class BotoSourceAccount:
-    """The account that owns the image, its snapshots and their keys."""
+    """The account that owns the image, its snapshots and their keys, in one Region."""
 
-    def __init__(self, account_id: str, clients: _AccountClients, calls: CallRecorder) -> None:
+    def __init__(
+        self, account_id: str, region: str, clients: _AccountClients, calls: CallRecorder
+    ) -> None:
         self.account_id = account_id
+        self._partition = partition_of(region)
         self._clients = clients
         self._calls = calls
 
@@ -246,6 +281,19 @@ class BotoSourceAccount:
             )
         found = (launch_principal(item) for item in response.get("LaunchPermissions", []))
         return [principal for principal in found if principal is not None]
+
+    async def snapshot_permissions(self, snapshot_id: str) -> set[str]:
+        """Accounts with createVolumePermission; `Group: all` is never ours and left out."""
+        ec2 = await self._clients.ec2()
+        with self._calls.call("ec2:DescribeSnapshotAttribute"):
+            response = await ec2.describe_snapshot_attribute(
+                SnapshotId=snapshot_id, Attribute="createVolumePermission"
+            )
+        return {
+            item["UserId"]
+            for item in response.get("CreateVolumePermissions", [])
+            if "UserId" in item
+        }
 
     async def describe_snapshots(self, snapshot_ids: Sequence[str]) -> list[SnapshotInfo]:
         ec2 = await self._clients.ec2()
@@ -301,7 +349,7 @@ class BotoSourceAccount:
         with self._calls.call("kms:CreateGrant"):
             response = await kms.create_grant(
                 KeyId=key_arn,
-                GranteePrincipal=account(grantee_account_id).iam_root_arn,
+                GranteePrincipal=account(grantee_account_id).iam_root_arn(self._partition),
                 Operations=list(GRANT_OPERATIONS),
                 Name=name,
             )
@@ -311,11 +359,35 @@ class BotoSourceAccount:
             resource=key_arn,
             principals=(grantee_account_id,),
             request_id=request_id(response),
-            detail={"grant_id": grant_id, "name": name},
+            detail={"grant_id": grant_id, "name": name, "operation": "create"},
         )
         return grant_id, change
 
-    async def retire_grant(self, key_arn: str, grant_id: str) -> Change | None:
+    async def list_grants(self, key_arn: str) -> list[GrantInfo]:
+        kms = await self._clients.kms()
+        grants: list[GrantInfo] = []
+        marker: str | None = None
+        while True:
+            with self._calls.call("kms:ListGrants"):
+                response = await (
+                    kms.list_grants(KeyId=key_arn, Limit=100, Marker=marker)
+                    if marker
+                    else kms.list_grants(KeyId=key_arn, Limit=100)
+                )
+            grants += [
+                GrantInfo(
+                    grant_id=grant["GrantId"],
+                    name=grant.get("Name"),
+                    grantee_principal=grant.get("GranteePrincipal", ""),
+                    issuing_account=grant.get("IssuingAccount"),
+                )
+                for grant in response.get("Grants", [])
+            ]
+            marker = response.get("NextMarker")
+            if not response.get("Truncated") or not marker:
+                return grants
+
+    async def revoke_grant(self, key_arn: str, grant_id: str) -> Change | None:
         """Revokes the grant; None when it is already gone.
 
         RevokeGrant, not RetireGrant: we act as the key owner, whose right to revoke comes from
@@ -333,7 +405,7 @@ class BotoSourceAccount:
             api="kms:RevokeGrant",
             resource=key_arn,
             request_id=request_id(response),
-            detail={"grant_id": grant_id},
+            detail={"grant_id": grant_id, "operation": "revoke"},
         )
 
     async def add_snapshot_permission(self, snapshot_id: str, account_ids: Sequence[str]) -> Change:
@@ -465,7 +537,6 @@ def image_info(image: ImageTypeDef) -> ImageInfo:
             for mapping in mappings
             if (snapshot_id := mapping.get("Ebs", {}).get("SnapshotId"))
         ),
-        name=image.get("Name"),
     )
 
 

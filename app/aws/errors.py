@@ -12,6 +12,10 @@ class ErrorKind(StrEnum):
     ACCESS_DENIED = "access_denied"
     INVALID_PRINCIPAL = "invalid_principal"
     POLICY_TOO_LARGE = "policy_too_large"
+    # A key policy KMS refuses as a whole (its lockout safety check), not for one principal.
+    POLICY_REJECTED = "policy_rejected"
+    # Session credentials ran out: assume the role again and retry.
+    EXPIRED_CREDENTIALS = "expired_credentials"
     PERMANENT = "permanent"
 
 
@@ -48,16 +52,15 @@ ACCESS_DENIED_CODES = frozenset(
         "UnauthorizedOperation",
         "AuthFailure",
         "InvalidClientTokenId",
-        "ExpiredToken",
-        "ExpiredTokenException",
         "UnrecognizedClientException",
         "KMSInvalidStateException",
     }
 )
+# STS, KMS and other JSON services, and EC2, for session credentials that have expired.
+EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
 INVALID_PRINCIPAL_CODES = frozenset(
     {
         "InvalidAMIAttributeItemValue",
-        "MalformedPolicyDocumentException",
         "InvalidArnException",
         "InvalidParameterValue",
         "InvalidUserID.Malformed",
@@ -90,7 +93,11 @@ class AwsCallError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.kind in (ErrorKind.THROTTLED, ErrorKind.TRANSIENT)
+        return self.kind in (
+            ErrorKind.THROTTLED,
+            ErrorKind.TRANSIENT,
+            ErrorKind.EXPIRED_CREDENTIALS,
+        )
 
 
 def classify(code: str, status: int | None = None, message: str = "") -> ErrorKind:
@@ -98,8 +105,15 @@ def classify(code: str, status: int | None = None, message: str = "") -> ErrorKi
         return ErrorKind.THROTTLED
     if code in TRANSIENT_CODES or (status is not None and status >= 500):
         return ErrorKind.TRANSIENT
+    if code in EXPIRED_CREDENTIAL_CODES:
+        return ErrorKind.EXPIRED_CREDENTIALS
     if code in ACCESS_DENIED_CODES:
         return ErrorKind.ACCESS_DENIED
+    if code == "MalformedPolicyDocumentException":
+        # The same code says "this principal does not exist" and "this policy would lock you
+        # out"; only the first is about one destination.
+        invalid_principal = "principal" in message.lower()
+        return ErrorKind.INVALID_PRINCIPAL if invalid_principal else ErrorKind.POLICY_REJECTED
     if code.endswith(".NotFound") or code in ("NotFoundException", "InvalidAMIID.Unavailable"):
         return ErrorKind.NOT_FOUND
     if code == "LimitExceededException" and "policy" in message.lower():

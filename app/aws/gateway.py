@@ -5,9 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.domain.principals import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSession:
+    """Who acts, as CloudTrail shows it: the session name carries the job's ID and
+    SourceIdentity the name of the token that created the job."""
+
+    job_id: str
+    source_identity: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"amishare-{self.job_id}"[:64]  # RoleSessionName: at most 64 characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +30,16 @@ class ImageInfo:
     state: str
     root_device_type: str
     snapshot_ids: tuple[str, ...]
-    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantInfo:
+    """One grant on a key, as ListGrants shows it."""
+
+    grant_id: str
+    name: str | None
+    grantee_principal: str
+    issuing_account: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +67,7 @@ class Change:
     resource: str
     principals: tuple[str, ...] = ()
     request_id: str | None = None
-    detail: dict[str, str] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class SourceAccount(Protocol):
@@ -56,6 +78,10 @@ class SourceAccount(Protocol):
     async def describe_image(self, image_id: str) -> ImageInfo | None: ...
 
     async def launch_permissions(self, image_id: str) -> list[Principal]: ...
+
+    async def snapshot_permissions(self, snapshot_id: str) -> set[str]:
+        """The accounts with createVolumePermission on the snapshot."""
+        ...
 
     async def describe_snapshots(self, snapshot_ids: Sequence[str]) -> list[SnapshotInfo]: ...
 
@@ -73,7 +99,13 @@ class SourceAccount(Protocol):
         """Returns the grant ID; the same name and grantee give back the same grant."""
         ...
 
-    async def retire_grant(self, key_arn: str, grant_id: str) -> Change | None: ...
+    async def list_grants(self, key_arn: str) -> list[GrantInfo]:
+        """Every grant on the key (all pages)."""
+        ...
+
+    async def revoke_grant(self, key_arn: str, grant_id: str) -> Change | None:
+        """None when the grant is already gone."""
+        ...
 
     async def add_snapshot_permission(
         self, snapshot_id: str, account_ids: Sequence[str]
@@ -106,9 +138,9 @@ class AwsGateway(Protocol):
     async def own_account_id(self) -> str: ...
 
     def source(
-        self, account_id: str, region: str
+        self, account_id: str, region: str, session: RoleSession | None = None
     ) -> AbstractAsyncContextManager[SourceAccount]: ...
 
     def destination(
-        self, account_id: str, region: str
+        self, account_id: str, region: str, session: RoleSession | None = None
     ) -> AbstractAsyncContextManager[DestinationAccount]: ...

@@ -9,9 +9,7 @@ destination role, each task acting as exactly the role it assumed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
-from contextvars import ContextVar
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, cast
 
 from aiobotocore.config import AioConfig
@@ -20,13 +18,11 @@ from aiobotocore.session import AioSession
 from botocore.credentials import CredentialProvider, ReadOnlyCredentials
 from botocore.exceptions import NoCredentialsError
 
-from app.aws.sessions import Credentials
+from app.aws.credentials import current_role
 
 if TYPE_CHECKING:
     from types_aiobotocore_ec2 import EC2Client
     from types_aiobotocore_kms import KMSClient
-
-_acting_as: ContextVar[ReadOnlyCredentials | None] = ContextVar("amishare_role", default=None)
 
 
 class TaskCredentials(AioCredentials):
@@ -36,10 +32,10 @@ class TaskCredentials(AioCredentials):
         super().__init__("unset", "unset", method="amishare-task")
 
     async def get_frozen_credentials(self) -> ReadOnlyCredentials:  # type: ignore[override]
-        frozen = _acting_as.get()
-        if frozen is None:
+        role = current_role()
+        if role is None:
             raise NoCredentialsError()
-        return frozen
+        return await role.frozen()
 
 
 class _TaskCredentialProvider(CredentialProvider):
@@ -47,19 +43,6 @@ class _TaskCredentialProvider(CredentialProvider):
 
     async def load(self) -> TaskCredentials:
         return TaskCredentials()
-
-
-@contextmanager
-def acting_as(credentials: Credentials) -> Iterator[None]:
-    """Within this block, in this task, the shared clients sign as `credentials`."""
-    frozen = ReadOnlyCredentials(
-        credentials.access_key_id, credentials.secret_access_key, credentials.session_token
-    )
-    token = _acting_as.set(frozen)
-    try:
-        yield
-    finally:
-        _acting_as.reset(token)
 
 
 class SharedRoleClients:

@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
@@ -22,7 +21,8 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from app.aws.errors import AwsCallError
+from app.aws.credentials import Credentials, mark_credentials_stale
+from app.aws.errors import AwsCallError, ErrorKind
 
 if TYPE_CHECKING:
     from types_aiobotocore_ec2 import EC2Client
@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 # (api, outcome: "ok" or the error code, seconds) for every logical AWS call, retries included.
 CallObserver = Callable[[str, str, float], None]
 
-ROLE_SESSION_NAME = "amishare"
 # Network failures that never reached an AWS answer; classified transient as "ConnectionError".
 _CONNECTION_ERRORS = (ConnectionError, HTTPClientError, aiohttp.ClientError, asyncio.TimeoutError)
 _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError)
@@ -53,22 +52,6 @@ def client_config(*, max_pool_connections: int = 64) -> AioConfig:
 
 def role_arn(account_id: str, role_name: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role_name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Temporary credentials of an assumed role; the secrets never appear in a repr."""
-
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str = field(repr=False)
-
-    def client_kwargs(self) -> dict[str, str]:
-        return {
-            "aws_access_key_id": self.access_key_id,
-            "aws_secret_access_key": self.secret_access_key,
-            "aws_session_token": self.session_token,
-        }
 
 
 def call_error(operation: str, error: ClientError) -> AwsCallError:
@@ -132,6 +115,8 @@ class CallRecorder:
             outcome = converted.code if converted else type(error).__name__
             if converted is None:
                 raise
+            if converted.kind is ErrorKind.EXPIRED_CREDENTIALS:
+                mark_credentials_stale()  # the retry signs with the role assumed again
             raise converted from error
         finally:
             self._report(operation, outcome, time.perf_counter() - started)

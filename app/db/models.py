@@ -1,4 +1,4 @@
-"""The tables: job, job_target, share, job_event."""
+"""The tables: job, job_target, share, key_access, job_event."""
 
 from __future__ import annotations
 
@@ -101,12 +101,38 @@ class Share(SQLModel, table=True):
     principal_type: str = Field(max_length=24)
     source_account_id: str = Field(max_length=12)
     kms_access: str = Field(max_length=16)
+    # The keys the image needs (its snapshots' keys); how the principal may use them is in
+    # `key_access`, one row per key and principal, shared by every image under that key.
     kms_key_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Snapshots on which the principal has createVolumePermission.
     snapshot_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    # key ARN -> grant ID, for `kms_access: grant`, so that a revoke retires exactly those.
-    grant_ids: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # False once a revoke took launch permission back but left something else in place.
+    launch_permission: bool = True
     job_id: str = Field(max_length=40)
     shared_at: datetime = _time(default_factory=utcnow)
+    updated_at: datetime = _time(default_factory=utcnow)
+
+
+class KeyAccessRow(SQLModel, table=True):
+    """The ledger of key access: every way in to one key the service gave one principal."""
+
+    __tablename__ = "key_access"
+    __table_args__ = (
+        UniqueConstraint("key_arn", "principal", name="uq_key_access_key_principal"),
+        Index("ix_key_access_principal", "principal", "region"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    region: str = Field(max_length=32)
+    key_arn: str = Field(max_length=256)
+    principal: str = Field(max_length=256)
+    principal_type: str = Field(max_length=24)
+    source_account_id: str = Field(max_length=12)
+    # Our key-policy statement names the principal.
+    key_policy: bool = False
+    # Every grant ever created for the principal on this key, so that a revoke revokes them all.
+    grant_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _time(default_factory=utcnow)
 
 
 class JobEvent(SQLModel, table=True):
@@ -124,3 +150,5 @@ class JobEvent(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=128)
     outcome: str = Field(max_length=64)
     message: str | None = None
+    # What exactly changed (grant IDs and names, add or remove), as the gateway reported it.
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -12,7 +12,13 @@ class JobErrorCode(StrEnum):
     INSTANCE_STORE_NOT_SUPPORTED = "InstanceStoreNotSupported"
     AWS_MANAGED_KEY = "AwsManagedKey"
     KEY_POLICY_TOO_LARGE = "KeyPolicyTooLarge"
+    # A statement with one of the service's Sids is in a shape it never writes.
+    KEY_POLICY_CONFLICT = "KeyPolicyConflict"
+    # KMS refused the edited policy as a whole (its lockout safety check).
+    KEY_POLICY_REJECTED = "KeyPolicyRejected"
     SOURCE_ACCESS_DENIED = "SourceAccessDenied"
+    # The job's source account is no longer among the allowed ones (AMISHARE_ALLOWED_SOURCES).
+    SOURCE_NOT_ALLOWED = "SourceNotAllowed"
     SOURCE_ROLE_UNAVAILABLE = "SourceRoleUnavailable"
     TOO_MANY_ATTEMPTS = "TooManyAttempts"
     AWS_ERROR = "AwsError"

@@ -17,8 +17,8 @@ any other wildcard (`?`, `[…]`, a `*` elsewhere, a bare `*`) is refused by `pa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from app.domain.principals import ACCOUNT_ID, ORGANIZATION_ARN, OU_ARN, Principal, account
 from app.domain.types import PrincipalType
@@ -225,3 +225,25 @@ class SourceGuardrail:
 
 ANY_DESTINATION = DestinationGuardrail()
 ANY_SOURCE = SourceGuardrail()
+
+
+@dataclass(frozen=True, slots=True)
+class JobGuardrails:
+    """What a worker checks again before a job changes anything: the service's lists, and the
+    lists of the token that created the job (a job may wait in the queue while they tighten)."""
+
+    sources: SourceGuardrail = ANY_SOURCE
+    destinations: DestinationGuardrail = ANY_DESTINATION
+    # token name -> its own (sources, destinations)
+    tokens: Mapping[str, tuple[SourceGuardrail, DestinationGuardrail]] = field(default_factory=dict)
+
+    def allows_source(self, account_id: str, created_by: str) -> bool:
+        own = self.tokens.get(created_by, (ANY_SOURCE, ANY_DESTINATION))[0]
+        return self.sources.allows(account_id) and own.allows(account_id)
+
+    def allows_destination(self, principal: Principal, created_by: str, *, giving: bool) -> bool:
+        """`giving`: a share. The service's list guards what is given; a revoke may always take
+        access back, within the token's own list."""
+        own = self.tokens.get(created_by, (ANY_SOURCE, ANY_DESTINATION))[1]
+        service = self.destinations.allows(principal) or not giving
+        return service and own.allows(principal)

@@ -1,10 +1,11 @@
-"""What a worker needs to know about a job to run it."""
+"""What a worker needs to know about a job to run it, and what the ledger knows of a share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from app.domain.principals import Principal
+from app.domain.regions import partition_of
 from app.domain.types import Action, KmsAccess
 
 
@@ -18,24 +19,47 @@ class JobSpec:
     kms_access: KmsAccess
     share_snapshots: bool
     verify: bool
+    created_by: str = ""  # the token's name: SourceIdentity on every AssumeRole of the job
 
-
-@dataclass(frozen=True, slots=True)
-class LedgerShare:
-    """What the ledger knows of one active share: how key access was given, and to what."""
-
-    principal: Principal
-    kms_access: KmsAccess
-    kms_key_ids: tuple[str, ...]
-    snapshot_ids: tuple[str, ...]
-    grant_ids: dict[str, str]
+    @property
+    def partition(self) -> str:
+        return partition_of(self.region)
 
 
 @dataclass(frozen=True, slots=True)
 class ShareRecord:
-    """One ledger row: this principal can use this image, through these keys and snapshots."""
+    """One ledger row: what this principal was given of this image in this region.
+
+    A row stays while anything it gave remains: launch permission, snapshot permission, or key
+    access to one of `kms_key_ids` that no other active share of the principal needs. A row
+    without launch permission is what remains of a revoke that left key access in place (or
+    of an undo that failed halfway), kept so that a later revoke finds it.
+    """
 
     principal: Principal
-    kms_key_ids: tuple[str, ...]
+    launch_permission: bool
     snapshot_ids: tuple[str, ...]
-    grant_ids: dict[str, str] = field(default_factory=dict)
+    kms_key_ids: tuple[str, ...]
+    job_id: str
+    kms_access: KmsAccess = KmsAccess.KEY_POLICY
+
+
+@dataclass(frozen=True, slots=True)
+class ShareUpdate:
+    """What a step gave one principal, merged into its ledger row (never overwriting)."""
+
+    principal: Principal
+    launch_permission: bool | None = None  # None: leave as it is
+    snapshot_ids: tuple[str, ...] = ()
+    kms_key_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAccess:
+    """Every way in to one key the service gave one principal: our key-policy statement naming
+    it, and every grant ever created for it (a revoke removes them all, whatever the mode)."""
+
+    key_arn: str
+    principal: Principal
+    key_policy: bool = False
+    grant_ids: tuple[str, ...] = field(default_factory=tuple)

@@ -1,8 +1,14 @@
-"""The `AmiShare…` statements of a KMS key policy (API.md, "What lands on AWS").
+"""The service's own statements in a KMS key policy (docs/aws.md, "Key policies").
 
-Pure functions over the policy document: merge destinations in, take them out, and leave every
-statement that is not ours exactly as it was. Principals are compared by meaning, not by text,
-because AWS may rewrite them (an account ID becomes its root ARN, lists are reordered).
+The service writes exactly six statements, each with a fixed `Sid` and a fixed shape: for
+accounts, organizations and OUs, one statement with the actions a destination needs to launch and
+copy, and one with `kms:CreateGrant` limited to AWS resources. Only statements with those exact
+Sids are ours; one of them in any other shape (a Deny, an added condition, another principal or
+action) was written by a person, and the job stops before changing anything rather than
+overwrite it. Every other statement is kept exactly where and as it was.
+
+Principals are compared by meaning, not by text, because AWS may rewrite them (an account ID
+becomes its root ARN, a single value becomes a list, lists are reordered).
 """
 
 from __future__ import annotations
@@ -17,13 +23,59 @@ from app.domain.principals import Principal
 from app.domain.types import PrincipalType
 
 KEY_POLICY_MAX_BYTES = 32 * 1024
-SID_PREFIX = "AmiShare"
 DESTINATION_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:ReEncrypt*", "kms:GenerateDataKey*"]
+GRANT_ACTION = "kms:CreateGrant"
 GRANT_CONDITION = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
 _ROOT_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):root$")
+_ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
+_OU_PATH = re.compile(r"^o-[a-z0-9]{10,32}/\*/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}/\*$")
 
 Policy = dict[str, Any]
 Statement = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """How one kind of destination is named in our statements."""
+
+    type: PrincipalType
+    sid: str
+    operator: str | None  # condition operator naming org IDs or OU paths; None for accounts
+    condition_key: str | None
+    value: re.Pattern[str]
+
+    @property
+    def grant_sid(self) -> str:
+        return f"{self.sid}CreateGrant"
+
+
+_KINDS = (
+    _Kind(PrincipalType.ACCOUNT, "AmiShareAccounts", None, None, re.compile(r"^\d{12}$")),
+    _Kind(
+        PrincipalType.ORGANIZATION,
+        "AmiShareOrganizations",
+        "StringEquals",
+        "aws:PrincipalOrgID",
+        _ORG_ID,
+    ),
+    _Kind(
+        PrincipalType.ORGANIZATIONAL_UNIT,
+        "AmiShareOrganizationalUnits",
+        "ForAnyValue:StringLike",
+        "aws:PrincipalOrgPaths",
+        _OU_PATH,
+    ),
+)
+OUR_SIDS = frozenset(sid for kind in _KINDS for sid in (kind.sid, kind.grant_sid))
+
+
+class KeyPolicyConflictError(ValueError):
+    """A statement with one of our Sids is not in the shape we write: someone else's."""
+
+    def __init__(self, sid: str, reason: str) -> None:
+        super().__init__(f"statement '{sid}' {reason}")
+        self.sid = sid
+        self.reason = reason
 
 
 def parse_policy(text: str) -> Policy:
@@ -41,14 +93,18 @@ def policy_size(policy: Policy) -> int:
     return len(render_policy(policy).encode())
 
 
-def _is_ours(statement: Statement) -> bool:
-    return str(statement.get("Sid", "")).startswith(SID_PREFIX)
-
-
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
+
+
+def _statements(policy: Policy) -> list[Any]:
+    return _as_list(policy.get("Statement"))
+
+
+def _sid(statement: Any) -> str | None:
+    return statement.get("Sid") if isinstance(statement, dict) else None
 
 
 def _account_of(aws_principal: str) -> str | None:
@@ -60,7 +116,7 @@ def _account_of(aws_principal: str) -> str | None:
 
 @dataclass(frozen=True, slots=True, order=True)
 class KeyGrantee:
-    """Who an `AmiShare` statement names: an account ID, an org ID (o-…) or an OU path."""
+    """Who one of our statements names: an account ID, an org ID (o-…) or an OU path."""
 
     type: PrincipalType
     value: str
@@ -74,52 +130,121 @@ def grantee_of(principal: Principal) -> KeyGrantee:
     return KeyGrantee(principal.type, principal.value)
 
 
+def _lowered(values: Iterable[Any]) -> set[str]:
+    return {str(v).lower() for v in values}
+
+
+def _check_common(statement: Statement, sid: str) -> None:
+    unexpected = set(statement) - {"Sid", "Effect", "Principal", "Action", "Resource", "Condition"}
+    if unexpected:
+        raise KeyPolicyConflictError(sid, f"has {', '.join(sorted(unexpected))}")
+    if statement.get("Effect") != "Allow":
+        raise KeyPolicyConflictError(sid, f"has Effect {statement.get('Effect')!r}, not 'Allow'")
+    if _as_list(statement.get("Resource")) != ["*"]:
+        raise KeyPolicyConflictError(sid, "names a Resource other than '*'")
+
+
+def _check_actions(statement: Statement, sid: str, wanted: Iterable[str]) -> None:
+    if _lowered(_as_list(statement.get("Action"))) != _lowered(wanted):
+        raise KeyPolicyConflictError(sid, "has other actions than the ones amishare writes")
+
+
+def _accounts_named(statement: Statement, sid: str) -> set[str]:
+    principal = statement.get("Principal")
+    if not isinstance(principal, dict) or set(principal) != {"AWS"}:
+        raise KeyPolicyConflictError(sid, "names principals other than AWS accounts")
+    accounts = set()
+    for value in _as_list(principal["AWS"]):
+        account_id = _account_of(str(value))
+        if account_id is None:
+            raise KeyPolicyConflictError(sid, f"names {value!r}, not an account's root")
+        accounts.add(account_id)
+    if not accounts:
+        raise KeyPolicyConflictError(sid, "names no principal")
+    return accounts
+
+
+def _is_everyone(principal: Any) -> bool:
+    return bool(principal == "*" or principal in ({"AWS": "*"}, {"AWS": ["*"]}))
+
+
+def _condition_values(condition: dict[str, Any], kind: _Kind, sid: str) -> set[str]:
+    assert kind.operator is not None and kind.condition_key is not None
+    block = condition.get(kind.operator)
+    if not isinstance(block, dict) or set(block) != {kind.condition_key}:
+        raise KeyPolicyConflictError(sid, f"has a condition other than {kind.condition_key}")
+    values = {str(v) for v in _as_list(block[kind.condition_key])}
+    if not values or not all(kind.value.match(v) for v in values):
+        raise KeyPolicyConflictError(sid, f"has {kind.condition_key} values amishare never writes")
+    return values
+
+
+def _grantees_of(statement: Statement, kind: _Kind, *, grant: bool) -> set[str]:
+    """The values one of our statements names, or KeyPolicyConflictError if it is not ours."""
+    sid = kind.grant_sid if grant else kind.sid
+    _check_common(statement, sid)
+    _check_actions(statement, sid, [GRANT_ACTION] if grant else DESTINATION_ACTIONS)
+    condition = statement.get("Condition") or {}
+    if not isinstance(condition, dict):
+        raise KeyPolicyConflictError(sid, "has a malformed Condition")
+    if grant:
+        flag = condition.get("Bool")
+        if flag != {"kms:GrantIsForAWSResource": "true"} and flag != {
+            "kms:GrantIsForAWSResource": ["true"]
+        }:
+            raise KeyPolicyConflictError(sid, "does not limit CreateGrant to AWS resources")
+        condition = {k: v for k, v in condition.items() if k != "Bool"}
+    if kind.operator is None:
+        if condition:
+            raise KeyPolicyConflictError(sid, "has a condition amishare never writes")
+        return _accounts_named(statement, sid)
+    if not _is_everyone(statement.get("Principal")):
+        raise KeyPolicyConflictError(sid, "names a principal other than '*'")
+    if set(condition) != {kind.operator}:
+        raise KeyPolicyConflictError(sid, "has a condition amishare never writes")
+    return _condition_values(condition, kind, sid)
+
+
 def grantees_in_policy(policy: Policy) -> set[KeyGrantee]:
-    """The destinations that the `AmiShare` statements give access to now."""
+    """The destinations our statements give access to now.
+
+    Raises KeyPolicyConflictError when a statement with one of our Sids is not exactly in our
+    shape, or when one Sid appears twice, or the two statements of one kind disagree.
+    """
+    by_sid: dict[str, Statement] = {}
+    for statement in _statements(policy):
+        sid = _sid(statement)
+        if sid in OUR_SIDS:
+            if sid in by_sid:
+                raise KeyPolicyConflictError(sid, "appears more than once")
+            by_sid[sid] = statement
     found: set[KeyGrantee] = set()
-    for statement in _as_list(policy.get("Statement")):
-        if not isinstance(statement, dict) or not _is_ours(statement):
+    for kind in _KINDS:
+        use, grant = by_sid.get(kind.sid), by_sid.get(kind.grant_sid)
+        if use is None and grant is None:
             continue
-        principal = statement.get("Principal")
-        if isinstance(principal, dict):
-            for value in _as_list(principal.get("AWS")):
-                account_id = _account_of(str(value))
-                if account_id:
-                    found.add(KeyGrantee(PrincipalType.ACCOUNT, account_id))
-        condition = statement.get("Condition") or {}
-        for org_id in _as_list((condition.get("StringEquals") or {}).get("aws:PrincipalOrgID")):
-            found.add(KeyGrantee(PrincipalType.ORGANIZATION, str(org_id)))
-        paths = (condition.get("ForAnyValue:StringLike") or {}).get("aws:PrincipalOrgPaths")
-        for path in _as_list(paths):
-            found.add(KeyGrantee(PrincipalType.ORGANIZATIONAL_UNIT, str(path)))
+        if use is None or grant is None:
+            missing = kind.sid if use is None else kind.grant_sid
+            raise KeyPolicyConflictError(missing, "is missing while its pair is present")
+        named = _grantees_of(use, kind, grant=False)
+        if _grantees_of(grant, kind, grant=True) != named:
+            raise KeyPolicyConflictError(kind.grant_sid, f"names others than {kind.sid}")
+        found |= {KeyGrantee(kind.type, value) for value in named}
     return found
 
 
-def _values(grantees: set[KeyGrantee], kind: PrincipalType) -> list[str]:
-    return sorted(g.value for g in grantees if g.type is kind)
-
-
-def _our_statements(grantees: set[KeyGrantee]) -> list[Statement]:
-    """The statements that give exactly `grantees` what a destination needs on the key."""
-    accounts = [f"arn:aws:iam::{a}:root" for a in _values(grantees, PrincipalType.ACCOUNT)]
-    org_ids = _values(grantees, PrincipalType.ORGANIZATION)
-    paths = _values(grantees, PrincipalType.ORGANIZATIONAL_UNIT)
-    statements: list[Statement] = []
-    if accounts:
+def _our_statements(kind: _Kind, values: list[str], partition: str) -> tuple[Statement, Statement]:
+    """The two statements that give exactly `values` of one kind what a destination needs."""
+    condition: dict[str, Any] = {}
+    who: Any = "*"
+    if kind.operator is None:
+        accounts = [f"arn:{partition}:iam::{a}:root" for a in values]
         who = {"AWS": accounts[0] if len(accounts) == 1 else accounts}
-        statements += _use_and_grant("AmiShareAccounts", who, {})
-    if org_ids:
-        condition = {"StringEquals": {"aws:PrincipalOrgID": org_ids}}
-        statements += _use_and_grant("AmiShareOrganizations", "*", condition)
-    if paths:
-        condition = {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": paths}}
-        statements += _use_and_grant("AmiShareOrganizationalUnits", "*", condition)
-    return statements
-
-
-def _use_and_grant(sid: str, who: Any, condition: dict[str, Any]) -> list[Statement]:
+    else:
+        assert kind.condition_key is not None
+        condition = {kind.operator: {kind.condition_key: values}}
     use: Statement = {
-        "Sid": sid,
+        "Sid": kind.sid,
         "Effect": "Allow",
         "Principal": who,
         "Action": DESTINATION_ACTIONS,
@@ -128,25 +253,51 @@ def _use_and_grant(sid: str, who: Any, condition: dict[str, Any]) -> list[Statem
     if condition:
         use["Condition"] = condition
     grant: Statement = {
-        "Sid": f"{sid}CreateGrant",
+        "Sid": kind.grant_sid,
         "Effect": "Allow",
         "Principal": who,
-        "Action": "kms:CreateGrant",
+        "Action": GRANT_ACTION,
         "Resource": "*",
         "Condition": {**condition, **GRANT_CONDITION},
     }
-    return [use, grant]
+    return use, grant
 
 
-def with_grantees(policy: Policy, grantees: set[KeyGrantee]) -> Policy:
-    """The policy with our statements replaced by ones for exactly `grantees`."""
-    others = [s for s in _as_list(policy.get("Statement")) if not _is_ours(s)]
-    return {**policy, "Statement": others + _our_statements(grantees)}
+def with_grantees(policy: Policy, grantees: set[KeyGrantee], partition: str = "aws") -> Policy:
+    """The policy with our statements naming exactly `grantees`: each rewritten where it stands,
+    new ones appended, emptied ones dropped; every other statement kept as and where it was."""
+    replacement: dict[str, Statement | None] = {}
+    for kind in _KINDS:
+        values = sorted(g.value for g in grantees if g.type is kind.type)
+        if values:
+            replacement[kind.sid], replacement[kind.grant_sid] = _our_statements(
+                kind, values, partition
+            )
+        else:
+            replacement[kind.sid] = replacement[kind.grant_sid] = None
+    statements: list[Any] = []
+    for statement in _statements(policy):
+        sid = _sid(statement)
+        if sid in OUR_SIDS:
+            assert sid is not None
+            new = replacement.pop(sid, None)
+            if new is not None:
+                statements.append(new)
+        else:
+            statements.append(statement)
+    statements += [s for s in replacement.values() if s is not None]
+    return {**policy, "Statement": statements}
 
 
-def grant_in_policy(policy: Policy, add: Iterable[Principal]) -> Policy:
-    return with_grantees(policy, grantees_in_policy(policy) | {grantee_of(p) for p in add})
+def grant_in_policy(policy: Policy, add: Iterable[Principal], partition: str = "aws") -> Policy:
+    return with_grantees(
+        policy, grantees_in_policy(policy) | {grantee_of(p) for p in add}, partition
+    )
 
 
-def revoke_from_policy(policy: Policy, remove: Iterable[Principal]) -> Policy:
-    return with_grantees(policy, grantees_in_policy(policy) - {grantee_of(p) for p in remove})
+def revoke_from_policy(
+    policy: Policy, remove: Iterable[Principal], partition: str = "aws"
+) -> Policy:
+    return with_grantees(
+        policy, grantees_in_policy(policy) - {grantee_of(p) for p in remove}, partition
+    )

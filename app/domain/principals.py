@@ -41,10 +41,10 @@ class Principal:
             return None
         return f"{match.group(2)}/*/{match.group(3)}/*"
 
-    @property
-    def iam_root_arn(self) -> str:
+    def iam_root_arn(self, partition: str = "aws") -> str:
+        """The account's root principal, in the partition of the job's Region."""
         assert self.is_account
-        return f"arn:aws:iam::{self.value}:root"
+        return f"arn:{partition}:iam::{self.value}:root"
 
 
 def account(account_id: str) -> Principal:

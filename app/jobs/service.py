@@ -83,10 +83,8 @@ class NamedRequester:
     destinations: DestinationGuardrail = ANY_DESTINATION
 
 
-def _requester(caller: Requester | str | None) -> Requester:
-    if caller is None or isinstance(caller, str):
-        return NamedRequester(caller or "")
-    return caller
+def _requester(caller: Requester | None) -> Requester:
+    return NamedRequester("") if caller is None else caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +114,10 @@ class JobService:
         self.progress_cache = progress_cache or ProgressCache(max_jobs=0)
 
     async def create(
-        self, request: NewJob, caller: Requester | str, idempotency_key: str | None
+        self, request: NewJob, requester: Requester, idempotency_key: str | None
     ) -> tuple[JobWithProgress, bool]:
         """The job and whether it was created now (False: an earlier one with the same key).
-        `caller`: its name and limits; a name alone has no limits beyond the service's."""
-        requester = _requester(caller)
+        `requester`: the token's name and its own limits."""
         if idempotency_key is not None:
             earlier = await self._replay(request, requester.name, idempotency_key)
             if earlier is not None:
@@ -228,7 +225,7 @@ class JobService:
         refused: dict[str, list[int]] = {}
         requeued: list[int] = []
         for target in failed:
-            reason = self._destination_refusal(_principal(target), requester)
+            reason = self._destination_refusal(_principal(target), requester, Action(job.action))
             if reason is None:
                 requeued.append(target.position)
             else:
@@ -356,9 +353,12 @@ class JobService:
             return "not among this token's allowed source accounts"
         return None
 
-    def _destination_refusal(self, principal: Principal, requester: Requester) -> str | None:
-        """Why this destination is not allowed (None: it is)."""
-        if not self.policy.allowed_destinations.allows(principal):
+    def _destination_refusal(
+        self, principal: Principal, requester: Requester, action: Action
+    ) -> str | None:
+        """Why this destination is not allowed (None: it is). The service's list guards what
+        is given: taking access back from a destination it no longer allows is always fine."""
+        if action is Action.SHARE and not self.policy.allowed_destinations.allows(principal):
             return "not among this service's allowed destinations"
         if not requester.destinations.allows(principal):
             return "not among this token's allowed destinations"
@@ -388,7 +388,7 @@ class JobService:
             for index, value in enumerate(values):
                 where = f"{field}[{index}]"
                 principal = Principal(value, kind)
-                refusal = self._destination_refusal(principal, requester)
+                refusal = self._destination_refusal(principal, requester, request.action)
                 if kind is PrincipalType.ACCOUNT and value == source_account_id:
                     errors.append(FieldError(where, "the source account cannot be a destination"))
                 elif refusal is not None:

@@ -234,6 +234,24 @@ def create_encrypted_image(
     return _ebs_image(endpoint_url, encryption, snapshot_count, name, region, credentials)
 
 
+def create_image_under_keys(
+    endpoint_url: str,
+    key_ids: list[str],
+    name: str | None = None,
+    region: str = DEFAULT_REGION,
+    credentials: Credentials = FAKE_CREDENTIALS,
+) -> SeededImage:
+    """An EBS AMI with one snapshot per key in `key_ids`, each encrypted with its key."""
+    ec2 = ec2_client(endpoint_url, region, credentials)
+    snapshots = [_snapshot(ec2, region, {"Encrypted": True, "KmsKeyId": k}) for k in key_ids]
+    mappings: list[Any] = [
+        {"DeviceName": _device_name(i), "Ebs": {"SnapshotId": snapshot_id}}
+        for i, (snapshot_id, _) in enumerate(snapshots)
+    ]
+    image_id = _register(ec2, mappings, name)
+    return SeededImage(image_id, tuple(s for s, _ in snapshots), snapshots[0][1])
+
+
 def create_aws_managed_key_image(
     endpoint_url: str,
     snapshot_count: int = 1,

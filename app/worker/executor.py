@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.aws.gateway import AwsGateway
-from app.domain.errors import JobFailedError
+from app.domain.errors import JobErrorCode, JobFailedError, TargetErrorCode
+from app.domain.guardrails import JobGuardrails
 from app.domain.jobs import JobSpec
 from app.domain.principals import Principal
-from app.domain.types import Action
+from app.domain.types import Action, Step
 from app.worker.locks import KeyLocks
 from app.worker.recorder import JobRecorder
 from app.worker.retry import RetryPolicy
@@ -27,6 +28,7 @@ class ExecutorSettings:
     retry: RetryPolicy
     verify_timeout: float
     verify_initial_delay: float
+    guardrails: JobGuardrails = field(default_factory=JobGuardrails)
 
 
 class Executor:
@@ -39,6 +41,30 @@ class Executor:
         self, spec: JobSpec, targets: Sequence[Principal], recorder: JobRecorder
     ) -> JobFailedError | None:
         """Run the job's unfinished targets; a job-level failure is returned, not raised."""
+        guardrails = self.settings.guardrails
+        if not guardrails.allows_source(spec.source_account_id, spec.created_by):
+            return JobFailedError(
+                JobErrorCode.SOURCE_NOT_ALLOWED,
+                f"The source account {spec.source_account_id} is no longer among the allowed "
+                "sources (AMISHARE_ALLOWED_SOURCES or the token's own); nothing was changed.",
+            )
+        giving = spec.action is Action.SHARE
+        refused = [
+            p
+            for p in targets
+            if not guardrails.allows_destination(p, spec.created_by, giving=giving)
+        ]
+        if refused:
+            await recorder.fail(
+                refused,
+                Step.PENDING,
+                TargetErrorCode.DESTINATION_NOT_ALLOWED,
+                "The guardrail no longer allows this destination (AMISHARE_ALLOWED_DESTINATIONS "
+                "or the token's own); nothing was changed for it.",
+            )
+            targets = [p for p in targets if p not in refused]
+            if not targets:
+                return None
         try:
             if spec.action is Action.SHARE:
                 await self._share(recorder).run(spec, targets)

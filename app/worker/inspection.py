@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
 
-from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import ImageInfo, KeyInfo, SnapshotInfo, SourceAccount
 from app.domain.errors import JobErrorCode, JobFailedError
 
@@ -82,19 +81,6 @@ async def _snapshots_and_keys(
     key_ids = sorted({s.kms_key_id for s in snapshots if s.encrypted and s.kms_key_id})
     keys = [await steps.read(partial(steps.source.describe_key, k)) for k in key_ids]
     return snapshots, keys
-
-
-def source_failure(error: AwsCallError) -> JobFailedError:
-    """A source-side call failed for a reason that is not about one destination."""
-    if error.kind is ErrorKind.ACCESS_DENIED:
-        return JobFailedError(
-            JobErrorCode.SOURCE_ACCESS_DENIED,
-            f"The source account refused {error.operation} ({error.code}): give the service's "
-            f"role that permission. AWS said: {error.message}",
-        )
-    return JobFailedError(
-        JobErrorCode.AWS_ERROR, f"{error.operation} failed ({error.code}): {error.message}"
-    )
 
 
 async def key_arns_of_image(steps: SourceReader, image: ImageInfo) -> list[str]:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from app.aws.gateway import Change
-from app.domain.jobs import LedgerShare, ShareRecord
+from app.domain.jobs import KeyAccess, ShareRecord, ShareUpdate
 from app.domain.principals import Principal
-from app.domain.types import KmsAccess, Step
+from app.domain.types import Step
 
 
 class JobRecorder(Protocol):
+    # Targets: each record is about these principals of this job.
     async def start(self, principals: Sequence[Principal]) -> None: ...
 
     async def reach(self, principals: Sequence[Principal], step: Step) -> None: ...
@@ -26,6 +27,9 @@ class JobRecorder(Protocol):
 
     async def cancel(self, principals: Sequence[Principal], note: str) -> None: ...
 
+    async def cancel_requested(self) -> bool: ...
+
+    # The audit trail.
     async def changed(self, *changes: Change) -> None:
         """AWS modifications succeeded: the audit trail gets them (one write for all)."""
         ...
@@ -38,20 +42,45 @@ class JobRecorder(Protocol):
         code: str,
         message: str,
         request_id: str | None,
+        detail: Mapping[str, Any] | None = None,
     ) -> None: ...
 
-    async def record_shares(self, shares: Sequence[ShareRecord]) -> None: ...
+    # The ledger of this job's image and region, written as each change lands.
+    async def shares(self, principals: Sequence[Principal]) -> dict[Principal, ShareRecord]: ...
 
-    async def forget_shares(self, principals: Sequence[Principal]) -> None: ...
-
-    async def ledger(self, principals: Sequence[Principal]) -> dict[Principal, LedgerShare]:
-        """The active shares of this job's image to these principals."""
+    async def record_shares(self, updates: Sequence[ShareUpdate]) -> None:
+        """Merge what a step gave into the rows (created if missing)."""
         ...
 
-    async def key_users_elsewhere(
+    async def complete_shares(self, principals: Sequence[Principal]) -> None:
+        """These shares are complete: their rows are this job's."""
+        ...
+
+    async def settle_shares(
+        self, remaining: Sequence[ShareRecord], gone: Sequence[Principal]
+    ) -> None:
+        """After taking access back: rows say exactly what remains; `gone` rows are deleted."""
+        ...
+
+    # The ledger of key access (keys are the job's region's).
+    async def key_access(
         self, key_arn: str, principals: Sequence[Principal]
-    ) -> set[tuple[str, KmsAccess]]:
-        """Which of these principals still need the key, and how, for anything but this image."""
-        ...
+    ) -> dict[Principal, KeyAccess]: ...
 
-    async def cancel_requested(self) -> bool: ...
+    async def record_key_access(
+        self,
+        key_arn: str,
+        principals: Sequence[Principal],
+        *,
+        key_policy: bool = False,
+        grant_ids: Mapping[Principal, str] | None = None,
+    ) -> None: ...
+
+    async def forget_key_access(self, key_arn: str, principals: Sequence[Principal]) -> None: ...
+
+    async def key_needed_elsewhere(
+        self, key_arn: str, principals: Sequence[Principal]
+    ) -> dict[Principal, list[str]]:
+        """Which of these principals still need the key for anything but this image, and
+        what needs it (image IDs, or IDs of share jobs not yet finished)."""
+        ...

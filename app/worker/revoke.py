@@ -1,23 +1,45 @@
-"""A revoke job (DESIGN.md, "A revoke job"): launch permission, then snapshots, then key access —
-and key access only where nothing else in the ledger still needs it."""
+"""A revoke job (docs/design.md, "A revoke job"): launch permission, then snapshots, then key
+access — and key access only where nothing else still needs it.
+
+A revoke looks at AWS as well as at the ledger: a principal is "never shared" only when the
+ledger has no row for it and AWS shows nothing of it either (launch permission, snapshot
+permission, our key-policy statement, a grant of ours or one it derived from ours). Whatever
+`kms_access` a revoke names, it takes back every way in to the keys (`none` leaves key access
+alone, and the ledger row stays to say so).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
-from app.aws.gateway import AwsGateway, ImageInfo
+from app.aws.gateway import AwsGateway, ImageInfo, RoleSession
 from app.domain.errors import JobErrorCode, JobFailedError
-from app.domain.jobs import JobSpec, LedgerShare
+from app.domain.jobs import JobSpec, ShareRecord
+from app.domain.key_policy import grantee_of
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.inspection import key_arns_of_image
+from app.worker.key_access import grants_to_revoke
 from app.worker.locks import KeyLocks
 from app.worker.recorder import JobRecorder
 from app.worker.retry import RetryPolicy
-from app.worker.steps import GrantToRetire, SourceSteps
+from app.worker.steps import SourceSteps
+from app.worker.take_back import (
+    ImageParts,
+    Refusal,
+    TakeBackOutcome,
+    Withdrawal,
+    take_back,
+    what_remains,
+)
 
 NEVER_SHARED_NOTE = "Was not shared with this principal: nothing to revoke."
+KEYS_LEFT_NOTE = (
+    "Key access left in place (kms_access 'none'): the ledger keeps this share's row, without "
+    "launch permission, until a revoke takes the key access back."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,45 +48,13 @@ class RevokeSettings:
     retry: RetryPolicy
 
 
-async def release_key_access(
-    steps: SourceSteps,
-    recorder: JobRecorder,
-    key_arns: Sequence[str],
-    principals: Sequence[Principal],
-    ledger: dict[Principal, LedgerShare],
-    default_access: KmsAccess,
-) -> set[Principal]:
-    """Take key access back from `principals`, except where another share still needs it.
+@dataclass
+class Survey:
+    """What AWS shows of these principals on the image, its snapshots and its keys."""
 
-    Key policy statements and grants are separate ways in: each is removed only when no other
-    active share (or unfinished share job) of that principal relies on that same way in.
-    Returns the principals whose access could not be taken back (recorded as failed).
-    """
-    failed: set[Principal] = set()
-
-    def access_of(principal: Principal) -> KmsAccess:
-        share = ledger.get(principal)
-        return share.kms_access if share else default_access
-
-    for key_arn in key_arns:
-        keep = await recorder.key_users_elsewhere(key_arn, principals)
-        by_policy = [
-            p
-            for p in principals
-            if access_of(p) is KmsAccess.KEY_POLICY and (p.value, KmsAccess.KEY_POLICY) not in keep
-        ]
-        await steps.revoke_key_policy(key_arn, by_policy)
-        grants = [
-            GrantToRetire(key_arn, grant_id, p)
-            for p in principals
-            if p in ledger and (p.value, KmsAccess.GRANT) not in keep
-            for granted_key, grant_id in ledger[p].grant_ids.items()
-            if granted_key == key_arn
-        ]
-        rejected = await steps.retire_grants(grants)
-        await steps.fail_rejected(rejected, Step.KMS_ACCESS)
-        failed.update(rejected)
-    return failed
+    found: set[Principal] = field(default_factory=set)
+    # principal -> keys it can still use through something the service gave
+    keys: dict[Principal, list[str]] = field(default_factory=dict)
 
 
 class RevokeProcedure:
@@ -82,14 +72,16 @@ class RevokeProcedure:
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         await self.recorder.start(targets)
-        ledger = await self.recorder.ledger(targets)
-        async with self.gateway.source(spec.source_account_id, spec.region) as source:
+        rows = await self.recorder.shares(targets)
+        session = RoleSession(spec.job_id, spec.created_by or None)
+        async with self.gateway.source(spec.source_account_id, spec.region, session) as source:
             steps = SourceSteps(
                 source,
                 self.recorder,
                 self.locks,
                 self.settings.retry,
                 self.settings.target_concurrency,
+                spec.partition,
             )
             image = await steps.read(lambda: source.describe_image(spec.image_id))
             if image is not None and image.owner_id != source.account_id:
@@ -98,69 +90,110 @@ class RevokeProcedure:
                     f"{spec.image_id} is owned by {image.owner_id}, not by the source account "
                     f"{source.account_id}; only the owner can revoke its sharing.",
                 )
-            granted = await self._currently_granted(steps, image)
-            never = [p for p in targets if p not in ledger and p.value not in granted]
+            parts = await self._parts(steps, spec, image, rows)
+            survey = await self._survey(steps, parts, targets)
+            never = [p for p in targets if p not in rows and p not in survey.found]
             if never:
                 await self.recorder.note(never, NEVER_SHARED_NOTE)
             live = [p for p in targets if p not in never]
-            live = await self._launch_permission(steps, spec, image, live)
-            live = await self._snapshots(steps, spec, image, live, ledger)
-            if spec.kms_access is not KmsAccess.NONE:
-                await self.recorder.reach(live, Step.KMS_ACCESS)
-                key_arns = await self._key_arns(steps, image, live, ledger)
-                failed = await release_key_access(
-                    steps, self.recorder, key_arns, live, ledger, spec.kms_access
-                )
-                live = [p for p in live if p not in failed]
-        await self.recorder.forget_shares(live)
-        await self.recorder.succeed(list(never) + live, Step.LEDGER)
+            what = Withdrawal(
+                launch_permission=True,
+                snapshots=spec.share_snapshots,
+                keys=spec.kms_access is not KmsAccess.NONE,
+            )
+            await self.recorder.reach(live, Step.LAUNCH_PERMISSION)
+            outcome = await take_back(steps, parts, live, what)
+        await self._record(spec, parts, what, outcome, rows, survey, live)
+        done = [p for p in live if not outcome.refused(p)]
+        await self.recorder.succeed(never + done, Step.LEDGER)
 
-    async def _currently_granted(self, steps: SourceSteps, image: ImageInfo | None) -> set[str]:
-        if image is None:
-            return set()
-        permissions = await steps.read(lambda: steps.source.launch_permissions(image.image_id))
-        return {p.value for p in permissions}
-
-    async def _launch_permission(
-        self, steps: SourceSteps, spec: JobSpec, image: ImageInfo | None, live: list[Principal]
-    ) -> list[Principal]:
-        await self.recorder.reach(live, Step.LAUNCH_PERMISSION)
-        if image is None:
-            return live  # the image is gone: so is its launch permission
-        rejected = await steps.remove_launch_permission(spec.image_id, live)
-        await steps.fail_rejected(rejected, Step.LAUNCH_PERMISSION)
-        return [p for p in live if p not in rejected]
-
-    async def _snapshots(
+    async def _parts(
         self,
         steps: SourceSteps,
         spec: JobSpec,
         image: ImageInfo | None,
-        live: list[Principal],
-        ledger: dict[Principal, LedgerShare],
-    ) -> list[Principal]:
-        if not spec.share_snapshots:
-            return live
-        await self.recorder.reach(live, Step.SNAPSHOTS)
-        snapshot_ids = set(image.snapshot_ids if image else ())
-        for share in ledger.values():
-            snapshot_ids.update(share.snapshot_ids)
-        accounts = [p for p in live if p.is_account]
-        rejected = await steps.remove_snapshot_permission(sorted(snapshot_ids), accounts)
-        await steps.fail_rejected(rejected, Step.SNAPSHOTS)
-        return [p for p in live if p not in rejected]
+        rows: dict[Principal, ShareRecord],
+    ) -> ImageParts:
+        """The image's snapshots and keys, from AWS and from the ledger (the image may be gone,
+        or have been re-registered on other snapshots since it was shared)."""
+        snapshots = list(image.snapshot_ids if image else ())
+        keys = list(await key_arns_of_image(steps, image)) if image is not None else []
+        for row in rows.values():
+            snapshots += row.snapshot_ids
+            keys += row.kms_key_ids
+        return ImageParts(
+            spec.image_id,
+            image is not None,
+            tuple(sorted(set(snapshots))),
+            tuple(sorted(set(keys))),
+        )
 
-    async def _key_arns(
+    async def _survey(
+        self, steps: SourceSteps, parts: ImageParts, targets: Sequence[Principal]
+    ) -> Survey:
+        survey = Survey()
+        values = {p.value: p for p in targets}
+        accounts = [p for p in targets if p.is_account]
+        if parts.exists:
+            shown = await steps.read(lambda: steps.source.launch_permissions(parts.image_id))
+            survey.found |= {values[p.value] for p in shown if p.value in values}
+        for snapshot_id in parts.snapshot_ids if accounts else ():
+            holders = await steps.read(partial(steps.source.snapshot_permissions, snapshot_id))
+            survey.found |= {values[a] for a in holders if a in values}
+        for key_arn in parts.key_arns:
+            grantees = await steps.read_grantees(key_arn)  # a statement of ours changed: stop
+            recorded = await self.recorder.key_access(key_arn, targets)
+            grants = await steps.list_grants(key_arn) if accounts else []
+            with_grant = {g.principal for g in grants_to_revoke(key_arn, accounts, grants, {})}
+            for principal in targets:
+                if (
+                    grantee_of(principal) in grantees
+                    or principal in recorded
+                    or (principal in with_grant)
+                ):
+                    survey.found.add(principal)
+                    survey.keys.setdefault(principal, []).append(key_arn)
+        return survey
+
+    async def _record(
         self,
-        steps: SourceSteps,
-        image: ImageInfo | None,
-        live: list[Principal],
-        ledger: dict[Principal, LedgerShare],
-    ) -> list[str]:
-        keys: set[str] = set()
+        spec: JobSpec,
+        parts: ImageParts,
+        what: Withdrawal,
+        outcome: TakeBackOutcome,
+        rows: dict[Principal, ShareRecord],
+        survey: Survey,
+        live: Sequence[Principal],
+    ) -> None:
+        """Fail what AWS refused, note what stays, and leave the ledger saying what remains."""
+        for principal, (step, error) in outcome.failed.items():
+            refusal = Refusal.of(step, principal, error)
+            message = f"{refusal.message} What remains is recorded in the ledger; retry the job."
+            await self.recorder.fail([principal], step, refusal.code, message)
+        for principal, kept in outcome.keys.kept.items():
+            needs = "; ".join(f"{key} by {', '.join(by)}" for key, by in sorted(kept.items()))
+            await self.recorder.note(
+                [principal], f"Key access kept where another share still needs it: {needs}."
+            )
+        remaining: list[ShareRecord] = []
+        gone: list[Principal] = []
         for principal in live:
-            if principal in ledger:
-                keys.update(ledger[principal].kms_key_ids)
-        if image is not None:
-            keys.update(await key_arns_of_image(steps, image))
-        return sorted(keys)
+            new_row = ShareRecord(principal, False, (), (), spec.job_id, spec.kms_access)
+            left = what_remains(
+                principal,
+                rows.get(principal),
+                parts,
+                what,
+                outcome,
+                new_row=new_row,
+                keys_in_place=survey.keys.get(principal, ()) if not what.keys else (),
+            )
+            if left is None:
+                gone.append(principal)
+            else:
+                remaining.append(left)
+        if not what.keys:
+            await self.recorder.note(
+                [r.principal for r in remaining if r.kms_key_ids], KEYS_LEFT_NOTE
+            )
+        await self.recorder.settle_shares(remaining, gone)

@@ -64,6 +64,7 @@ def spec_of(job: Job) -> JobSpec:
         kms_access=KmsAccess(job.kms_access),
         share_snapshots=job.share_snapshots,
         verify=job.verify,
+        created_by=job.created_by,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.config import Settings
+from app.domain.guardrails import JobGuardrails
 from app.worker.executor import ExecutorSettings
 from app.worker.retry import RetryPolicy
 from app.worker.runner import WorkerSettings
@@ -16,6 +17,11 @@ def executor_settings(settings: Settings) -> ExecutorSettings:
         ),
         verify_timeout=settings.verify_timeout_seconds,
         verify_initial_delay=settings.verify_initial_delay_seconds,
+        guardrails=JobGuardrails(
+            settings.allowed_sources,
+            settings.allowed_destinations,
+            {t.name: (t.sources, t.destinations) for t in settings.api_tokens},
+        ),
     )
 
 

@@ -1,8 +1,12 @@
-"""A share job (DESIGN.md, "A share job, step by step").
+"""A share job (docs/design.md, "A share job, step by step").
 
 Source-side calls are one per key, per snapshot and per batch of principals, whatever the number
 of destinations; destination-side work runs concurrently under a bound. Every step reads the
 current state and applies the difference, so running it again after a crash is harmless.
+
+Every change is recorded in the ledger as it lands. A target that cannot be finished (AWS
+refuses it at a later step, verification fails, the job is cancelled or fails as a whole) has
+what this job gave it taken back; what cannot be taken back stays in the ledger for a revoke.
 """
 
 from __future__ import annotations
@@ -10,16 +14,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.aws.gateway import AwsGateway, SourceAccount
-from app.domain.jobs import JobSpec, LedgerShare, ShareRecord
+from app.aws.gateway import AwsGateway, RoleSession, SourceAccount
+from app.domain.errors import JobFailedError
+from app.domain.jobs import JobSpec, ShareRecord, ShareUpdate
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.inspection import Inspection, inspect_image
+from app.worker.key_access import grant_key_access
 from app.worker.locks import KeyLocks
 from app.worker.recorder import JobRecorder
 from app.worker.retry import RetryPolicy
-from app.worker.revoke import release_key_access
 from app.worker.steps import Rejected, SourceSteps
+from app.worker.take_back import (
+    ImageParts,
+    Refusal,
+    TakeBackOutcome,
+    Withdrawal,
+    take_back,
+    what_remains,
+)
 from app.worker.verification import Verifier
 
 SNAPSHOT_ORG_NOTE = (
@@ -27,6 +40,7 @@ SNAPSHOT_ORG_NOTE = (
     "Launching works; copying the AMI needs snapshot access granted per account."
 )
 CANCELLED_NOTE = "Cancelled before this destination was finished; changes made for it were undone."
+UNDONE_NOTE = "What this job had given it was taken back."
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +50,17 @@ class ProcedureSettings:
 
 
 @dataclass
-class ShareProgress:
-    """The targets still going, and the grants made for them."""
+class TargetsInFlight:
+    """The targets still going, those refused on the way (not yet taken back), and those that
+    had the share before this job (from another job): nothing of theirs is ever taken back."""
 
     live: list[Principal]
-    grants: dict[Principal, dict[str, str]] = field(default_factory=dict)
+    had_it: set[Principal] = field(default_factory=set)
+    refused: dict[Principal, Refusal] = field(default_factory=dict)
 
-    def drop(self, rejected: Rejected) -> None:
+    def refuse(self, rejected: Rejected, step: Step) -> None:
+        for principal, error in rejected.items():
+            self.refused[principal] = Refusal.of(step, principal, error)
         self.live = [p for p in self.live if p not in rejected]
 
 
@@ -65,110 +83,198 @@ class ShareProcedure:
         self.verifier = verifier
         self.settings = settings
 
-    def _steps(self, source: SourceAccount) -> SourceSteps:
+    def _steps(self, source: SourceAccount, spec: JobSpec) -> SourceSteps:
         return SourceSteps(
             source,
             self.recorder,
             self.locks,
             self.settings.retry,
             self.settings.target_concurrency,
+            spec.partition,
         )
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         await self.recorder.start(targets)
-        progress = ShareProgress(list(targets))
-        async with self.gateway.source(spec.source_account_id, spec.region) as source:
-            steps = self._steps(source)
+        before = await self.recorder.shares(targets)
+        had_it = {p for p, r in before.items() if r.launch_permission and r.job_id != spec.job_id}
+        flight = TargetsInFlight(list(targets), had_it)
+        session = RoleSession(spec.job_id, spec.created_by or None)
+        async with self.gateway.source(spec.source_account_id, spec.region, session) as source:
+            steps = self._steps(source, spec)
             found = await inspect_image(steps, spec.image_id)
-            await self._grant_source_side(steps, spec, found, progress)
-        if spec.verify and self.verifier is not None:
-            await self.recorder.reach(progress.live, Step.VERIFY)
-            passed, unchecked = await self.verifier.verify(spec, found.key_arns, progress.live)
-            if unchecked:  # cancelled while verifying: the verified ones are done
-                progress.live = [p for p in progress.live if p in unchecked]
-                await self._undo(spec, found, progress)
-            progress.live = passed
-        await self.recorder.reach(progress.live, Step.LEDGER)
-        await self.recorder.record_shares(
-            [
-                ShareRecord(
-                    principal=p,
-                    kms_key_ids=found.key_arns,
-                    snapshot_ids=found.snapshot_ids
-                    if spec.share_snapshots and p.is_account
-                    else (),
-                    grant_ids=progress.grants.get(p, {}),
-                )
-                for p in progress.live
-            ]
-        )
-        await self.recorder.succeed(progress.live, Step.LEDGER)
+            if spec.kms_access is KmsAccess.KEY_POLICY:
+                for key_arn in found.key_arns:  # a statement of ours someone changed: stop now
+                    await steps.read_grantees(key_arn)
+            try:
+                await self._grant_source_side(steps, spec, found, flight)
+                await self._verify(steps, spec, found, flight)
+            except JobFailedError:
+                # Nothing more will be done for any target: take back what each was given.
+                await self._take_back_refused(steps, spec, found, flight)
+                await self._take_back_live(steps, spec, found, flight, note=UNDONE_NOTE)
+                raise
+            await self._take_back_refused(steps, spec, found, flight)
+        await self.recorder.reach(flight.live, Step.LEDGER)
+        await self.recorder.complete_shares(flight.live)
+        await self.recorder.succeed(flight.live, Step.LEDGER)
 
     async def _grant_source_side(
-        self, steps: SourceSteps, spec: JobSpec, found: Inspection, progress: ShareProgress
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight
     ) -> None:
         if found.keys and spec.kms_access is not KmsAccess.NONE:
-            await self._checkpoint(steps, spec, found, progress)
-            await self.recorder.reach(progress.live, Step.KMS_ACCESS)
-            if spec.kms_access is KmsAccess.KEY_POLICY:
-                rejected: Rejected = {}
-                for key_arn in found.key_arns:
-                    rejected |= await steps.grant_key_policy(key_arn, progress.live)
-            else:
-                accounts = [p for p in progress.live if p.is_account]
-                progress.grants, rejected = await steps.create_grants(found.key_arns, accounts)
-            await steps.fail_rejected(rejected, Step.KMS_ACCESS)
-            progress.drop(rejected)
+            await self._checkpoint(steps, spec, found, flight)
+            await self.recorder.reach(flight.live, Step.KMS_ACCESS)
+            await self._record(flight.live, kms_key_ids=found.key_arns)
+            rejected = await grant_key_access(steps, found.key_arns, flight.live, spec.kms_access)
+            flight.refuse(rejected, Step.KMS_ACCESS)
         if spec.share_snapshots:
-            await self._checkpoint(steps, spec, found, progress)
-            await self.recorder.reach(progress.live, Step.SNAPSHOTS)
-            accounts = [p for p in progress.live if p.is_account]
+            await self._checkpoint(steps, spec, found, flight)
+            await self.recorder.reach(flight.live, Step.SNAPSHOTS)
+            accounts = [p for p in flight.live if p.is_account]
+            # Recorded before the call: if it lands and the worker dies, the ledger knows.
+            await self._record(accounts, snapshot_ids=found.snapshot_ids)
             rejected = await steps.add_snapshot_permission(found.snapshot_ids, accounts)
-            organizations = [p for p in progress.live if not p.is_account]
+            organizations = [p for p in flight.live if not p.is_account]
             if organizations:
                 await self.recorder.note(organizations, SNAPSHOT_ORG_NOTE)
-            await steps.fail_rejected(rejected, Step.SNAPSHOTS)
-            progress.drop(rejected)
-        await self._checkpoint(steps, spec, found, progress)
-        await self.recorder.reach(progress.live, Step.LAUNCH_PERMISSION)
-        rejected = await steps.add_launch_permission(spec.image_id, progress.live)
-        await steps.fail_rejected(rejected, Step.LAUNCH_PERMISSION)
-        progress.drop(rejected)
+            flight.refuse(rejected, Step.SNAPSHOTS)
+        await self._checkpoint(steps, spec, found, flight)
+        await self.recorder.reach(flight.live, Step.LAUNCH_PERMISSION)
+        await self._record(flight.live, launch_permission=True)
+        rejected = await steps.add_launch_permission(spec.image_id, flight.live)
+        flight.refuse(rejected, Step.LAUNCH_PERMISSION)
+
+    async def _verify(
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight
+    ) -> None:
+        if not spec.verify or self.verifier is None:
+            return
+        await self.recorder.reach(flight.live, Step.VERIFY)
+        passed, failed, unchecked = await self.verifier.verify(spec, found.key_arns, flight.live)
+        for principal, failure in failed.items():
+            flight.refused[principal] = Refusal(Step.VERIFY, failure.code, failure.message)
+        if unchecked:  # cancelled while verifying: the verified ones are done
+            flight.live = [p for p in flight.live if p in unchecked]
+            await self._cancel(steps, spec, found, flight)
+        flight.live = passed
+
+    async def _record(
+        self,
+        principals: Sequence[Principal],
+        *,
+        launch_permission: bool | None = None,
+        snapshot_ids: tuple[str, ...] = (),
+        kms_key_ids: tuple[str, ...] = (),
+    ) -> None:
+        await self.recorder.record_shares(
+            [ShareUpdate(p, launch_permission, snapshot_ids, kms_key_ids) for p in principals]
+        )
 
     async def _checkpoint(
-        self, steps: SourceSteps, spec: JobSpec, found: Inspection, progress: ShareProgress
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight
     ) -> None:
         """Between steps: if the job was cancelled, undo what was done and stop."""
         if await self.recorder.cancel_requested():
-            await self._undo_with(steps, spec, found, progress)
+            await self._cancel(steps, spec, found, flight)
+            await self._take_back_refused(steps, spec, found, flight)
             raise JobCancelledError
 
-    async def _undo(self, spec: JobSpec, found: Inspection, progress: ShareProgress) -> None:
-        async with self.gateway.source(spec.source_account_id, spec.region) as source:
-            await self._undo_with(self._steps(source), spec, found, progress)
-
-    async def _undo_with(
-        self, steps: SourceSteps, spec: JobSpec, found: Inspection, progress: ShareProgress
+    async def _cancel(
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight
     ) -> None:
-        """Take back, in reverse order, what this job (in this or an earlier attempt) gave the
-        live targets, and record them cancelled. A target the ledger already shows as shared
-        had its access before this job: it keeps it. So does key access another share needs."""
-        earlier = await self.recorder.ledger(progress.live)
-        undo = [p for p in progress.live if p not in earlier]
+        cancelled = list(flight.live)
+        await self._take_back_live(steps, spec, found, flight, note=None)
+        await self.recorder.cancel(cancelled, CANCELLED_NOTE)
+        flight.live = []
+
+    async def _take_back_live(
+        self,
+        steps: SourceSteps,
+        spec: JobSpec,
+        found: Inspection,
+        flight: TargetsInFlight,
+        *,
+        note: str | None,
+    ) -> None:
+        undo = [p for p in flight.live if p not in flight.had_it]
         if undo:
-            await steps.remove_launch_permission(spec.image_id, undo)
-            accounts = [p for p in undo if p.is_account]
-            if spec.share_snapshots:
-                await steps.remove_snapshot_permission(found.snapshot_ids, accounts)
-            if spec.kms_access is not KmsAccess.NONE:
-                ledger = {
-                    p: LedgerShare(
-                        p, spec.kms_access, found.key_arns, (), progress.grants.get(p, {})
-                    )
-                    for p in undo
-                }
-                await release_key_access(
-                    steps, self.recorder, found.key_arns, undo, ledger, spec.kms_access
-                )
-        await self.recorder.cancel(progress.live, CANCELLED_NOTE)
-        progress.live = []
+            outcome = await self._take_back(steps, spec, found, undo, self._parts(spec))
+            if note:
+                await self.recorder.note([p for p in undo if not outcome.refused(p)], note)
+
+    async def _take_back_refused(
+        self,
+        steps: SourceSteps,
+        spec: JobSpec,
+        found: Inspection,
+        flight: TargetsInFlight,
+    ) -> None:
+        """Take back what each refused target was given before its refusal, then fail it. A
+        target that had the share before this job keeps it (nothing of it is taken back)."""
+        given = self._parts(spec)
+        by_step: dict[Step, list[Principal]] = {}
+        for principal, refusal in flight.refused.items():
+            by_step.setdefault(refusal.step, []).append(principal)
+        for step, principals in by_step.items():
+            # Refused at a step: that step's change never landed for it (a launch permission
+            # AWS refused was not given), every earlier one did.
+            what = Withdrawal(
+                launch_permission=step is Step.VERIFY,
+                snapshots=given.snapshots and step is not Step.KMS_ACCESS,
+                keys=given.keys,
+            )
+            undo = [p for p in principals if p not in flight.had_it]
+            outcome = await self._take_back(steps, spec, found, undo, what) if undo else None
+            for principal in principals:
+                refusal = flight.refused[principal]
+                message = refusal.message + _undo_note(principal, flight.had_it, outcome)
+                await self.recorder.fail([principal], refusal.step, refusal.code, message)
+        flight.refused = {}
+
+    def _parts(self, spec: JobSpec) -> Withdrawal:
+        """Everything this job gives: what taking it all back means."""
+        return Withdrawal(
+            launch_permission=True,
+            snapshots=spec.share_snapshots,
+            keys=spec.kms_access is not KmsAccess.NONE,
+        )
+
+    async def _take_back(
+        self,
+        steps: SourceSteps,
+        spec: JobSpec,
+        found: Inspection,
+        principals: Sequence[Principal],
+        what: Withdrawal,
+    ) -> TakeBackOutcome:
+        parts = ImageParts(spec.image_id, True, found.snapshot_ids, found.key_arns)
+        rows = await self.recorder.shares(principals)
+        outcome = await take_back(steps, parts, principals, what)
+        remaining: list[ShareRecord] = []
+        gone: list[Principal] = []
+        for principal in principals:
+            new_row = ShareRecord(principal, False, (), (), spec.job_id, spec.kms_access)
+            left = what_remains(
+                principal, rows.get(principal), parts, what, outcome, new_row=new_row
+            )
+            if left is None:
+                gone.append(principal)
+            else:
+                remaining.append(left)
+        await self.recorder.settle_shares(remaining, gone)
+        return outcome
+
+
+def _undo_note(
+    principal: Principal, had_it: set[Principal], outcome: TakeBackOutcome | None
+) -> str:
+    if principal in had_it or outcome is None:
+        return " It keeps the share it had before this job."
+    left = outcome.refused(principal)
+    if left is None:
+        return " " + UNDONE_NOTE
+    step, error = left
+    return (
+        f" Taking back what it was given failed at {step} ({error.code}); what remains is "
+        "recorded in the ledger, for a revoke to take back."
+    )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,12 +13,12 @@ from sqlmodel import col
 from app.aws.gateway import Change
 from app.db.engine import SessionFactory
 from app.db.events import EventLog
-from app.db.ledger import ShareLedger
-from app.db.models import Job, JobEvent, Share
+from app.db.ledger import KeyAccessLedger, ShareLedger, ShareScope, key_access_of, share_record
+from app.db.models import Job, JobEvent
 from app.db.targets import TargetLog
-from app.domain.jobs import JobSpec, LedgerShare, ShareRecord
+from app.domain.jobs import JobSpec, KeyAccess, ShareRecord, ShareUpdate
 from app.domain.principals import Principal
-from app.domain.types import KmsAccess, Step
+from app.domain.types import Step
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ class SqlJobRecorder:
             )
         await self._write_events(
             [
-                self._event(c.api, c.resource, c.principals, c.request_id, outcome="ok")
+                self._event(
+                    c.api, c.resource, c.principals, c.request_id, outcome="ok", detail=c.detail
+                )
                 for c in changes
             ]
         )
@@ -87,13 +90,24 @@ class SqlJobRecorder:
         code: str,
         message: str,
         request_id: str | None,
+        detail: Mapping[str, Any] | None = None,
     ) -> None:
         log.warning(
             "aws change refused",
             extra={"api": api, "resource": resource, "code": code, "aws_request_id": request_id},
         )
         await self._write_events(
-            [self._event(api, resource, principals, request_id, outcome=code, message=message)]
+            [
+                self._event(
+                    api,
+                    resource,
+                    principals,
+                    request_id,
+                    outcome=code,
+                    message=message,
+                    detail=detail,
+                )
+            ]
         )
 
     def _event(
@@ -105,8 +119,9 @@ class SqlJobRecorder:
         *,
         outcome: str,
         message: str | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> JobEvent:
-        """One job_event row: the audit trail of one AWS change."""
+        """One job_event row: the audit trail of one AWS change, with what exactly changed."""
         return JobEvent(
             job_id=self.spec.job_id,
             api=api,
@@ -115,6 +130,7 @@ class SqlJobRecorder:
             request_id=request_id,
             outcome=outcome,
             message=message[:2000] if message is not None else None,
+            detail=dict(detail) if detail else None,
         )
 
     async def _write_events(self, events: Sequence[JobEvent]) -> None:
@@ -123,56 +139,81 @@ class SqlJobRecorder:
         async with self.sessions.begin() as session:
             await EventLog(session).add(events)
 
-    async def record_shares(self, shares: Sequence[ShareRecord]) -> None:
-        rows = [
-            Share(
-                image_id=self.spec.image_id,
-                region=self.spec.region,
-                principal=record.principal.value,
-                principal_type=record.principal.type,
-                source_account_id=self.spec.source_account_id,
-                kms_access=self.spec.kms_access,
-                kms_key_ids=list(record.kms_key_ids),
-                snapshot_ids=list(record.snapshot_ids),
-                grant_ids=dict(record.grant_ids),
-                job_id=self.spec.job_id,
-            )
-            for record in shares
-        ]
-        async with self.sessions.begin() as session:
-            await ShareLedger(session).record(rows)
+    def _scope(self) -> ShareScope:
+        spec = self.spec
+        return ShareScope(
+            spec.image_id, spec.region, spec.source_account_id, spec.job_id, spec.kms_access
+        )
 
-    async def forget_shares(self, principals: Sequence[Principal]) -> None:
-        async with self.sessions.begin() as session:
-            await ShareLedger(session).forget(
-                self.spec.image_id, self.spec.region, _values(principals)
-            )
-
-    async def ledger(self, principals: Sequence[Principal]) -> dict[Principal, LedgerShare]:
+    async def shares(self, principals: Sequence[Principal]) -> dict[Principal, ShareRecord]:
         by_value = {p.value: p for p in principals}
         async with self.sessions() as session:
             rows = await ShareLedger(session).of_principals(
                 self.spec.image_id, self.spec.region, list(by_value)
             )
-        return {
-            by_value[row.principal]: LedgerShare(
-                principal=by_value[row.principal],
-                kms_access=KmsAccess(row.kms_access),
-                kms_key_ids=tuple(row.kms_key_ids),
-                snapshot_ids=tuple(row.snapshot_ids),
-                grant_ids=dict(row.grant_ids),
-            )
-            for row in rows
-        }
+        return {by_value[row.principal]: share_record(row) for row in rows}
 
-    async def key_users_elsewhere(
+    async def record_shares(self, updates: Sequence[ShareUpdate]) -> None:
+        if not updates:
+            return
+        async with self.sessions.begin() as session:
+            await ShareLedger(session).merge(self._scope(), updates)
+
+    async def complete_shares(self, principals: Sequence[Principal]) -> None:
+        async with self.sessions.begin() as session:
+            await ShareLedger(session).mark_shared(self._scope(), _values(principals))
+
+    async def settle_shares(
+        self, remaining: Sequence[ShareRecord], gone: Sequence[Principal]
+    ) -> None:
+        async with self.sessions.begin() as session:
+            ledger = ShareLedger(session)
+            await ledger.forget(self.spec.image_id, self.spec.region, _values(gone))
+            await ledger.settle(self._scope(), remaining)
+
+    async def key_access(
         self, key_arn: str, principals: Sequence[Principal]
-    ) -> set[tuple[str, KmsAccess]]:
+    ) -> dict[Principal, KeyAccess]:
+        by_value = {p.value: p for p in principals}
         async with self.sessions() as session:
-            users = await ShareLedger(session).key_users_elsewhere(
-                self.spec.image_id, self.spec.region, key_arn, _values(principals), self.spec.job_id
+            rows = await KeyAccessLedger(session).of_keys([key_arn], list(by_value))
+        return {by_value[row.principal]: key_access_of(row) for row in rows}
+
+    async def record_key_access(
+        self,
+        key_arn: str,
+        principals: Sequence[Principal],
+        *,
+        key_policy: bool = False,
+        grant_ids: Mapping[Principal, str] | None = None,
+    ) -> None:
+        if not principals:
+            return
+        async with self.sessions.begin() as session:
+            await KeyAccessLedger(session).add(
+                self.spec.region,
+                self.spec.source_account_id,
+                key_arn,
+                principals,
+                key_policy=key_policy,
+                grant_ids=grant_ids,
             )
-        return {(principal, KmsAccess(access)) for principal, access in users}
+
+    async def forget_key_access(self, key_arn: str, principals: Sequence[Principal]) -> None:
+        if not principals:
+            return
+        async with self.sessions.begin() as session:
+            await KeyAccessLedger(session).forget(key_arn, _values(principals))
+
+    async def key_needed_elsewhere(
+        self, key_arn: str, principals: Sequence[Principal]
+    ) -> dict[Principal, list[str]]:
+        by_value = {p.value: p for p in principals}
+        async with self.sessions() as session:
+            needed = await KeyAccessLedger(session).needed_elsewhere(
+                self.spec.region, key_arn, list(by_value), self.spec.image_id, self.spec.job_id
+            )
+        return {by_value[principal]: by for principal, by in needed.items()}
 
     async def cancel_requested(self) -> bool:
         async with self.sessions() as session:

@@ -6,27 +6,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from app.aws.errors import AwsCallError, ErrorKind
-from app.aws.gateway import Change, SourceAccount
+from app.aws.gateway import Change, GrantInfo, SourceAccount
 from app.domain.errors import JobErrorCode, JobFailedError, TargetErrorCode
 from app.domain.key_policy import (
     KEY_POLICY_MAX_BYTES,
-    grant_in_policy,
+    KeyGrantee,
+    KeyPolicyConflictError,
     grantee_of,
     grantees_in_policy,
     parse_policy,
     policy_size,
     render_policy,
-    revoke_from_policy,
+    with_grantees,
 )
 from app.domain.principals import Principal
 from app.domain.types import Step
 from app.worker.batching import apply_isolating_rejects, chunked
-from app.worker.inspection import source_failure
+from app.worker.failures import source_failure
 from app.worker.locks import KeyLocks
 from app.worker.recorder import JobRecorder
 from app.worker.retry import RetryPolicy, with_retries
@@ -51,10 +53,10 @@ def grant_name(account_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class GrantToRetire:
+class GrantToRevoke:
     key_arn: str
     grant_id: str
-    principal: Principal
+    principal: Principal  # the destination whose access it is
 
 
 class SourceSteps:
@@ -65,12 +67,18 @@ class SourceSteps:
         locks: KeyLocks,
         retry: RetryPolicy,
         concurrency: int,
+        partition: str = "aws",
     ) -> None:
         self.source = source
         self.recorder = recorder
         self.locks = locks
         self.retry = retry
         self.concurrency = concurrency
+        self.partition = partition  # of the job's Region: the `arn:<partition>:` of principals
+
+    def key_lock(self, key_arn: str) -> AbstractAsyncContextManager[None]:
+        """Every edit of one key's policy and of its recorded access runs under this lock."""
+        return self.locks.hold(f"kms-key:{key_arn}")
 
     async def fail_rejected(self, rejected: Rejected, step: Step) -> None:
         """Record rejected principals as failed, one statement per distinct error."""
@@ -82,48 +90,62 @@ class SourceSteps:
             await self.recorder.fail(principals, step, code, message)
 
     # Key policy: one read and at most one write per key (more only to isolate a bad principal).
-    async def grant_key_policy(self, key_arn: str, principals: Sequence[Principal]) -> Rejected:
-        return await self._edit_key_policy(key_arn, principals, adding=True)
+    # The caller holds the key's lock: PutKeyPolicy replaces the whole document.
+    async def read_grantees(self, key_arn: str) -> set[KeyGrantee]:
+        """Who our statements name now; a statement of ours in another shape stops the job."""
+        return _grantees(key_arn, await self._read_policy(key_arn))
 
-    async def revoke_key_policy(self, key_arn: str, principals: Sequence[Principal]) -> None:
-        await self._edit_key_policy(key_arn, principals, adding=False)
+    async def grant_key_policy(self, key_arn: str, principals: Sequence[Principal]) -> Rejected:
+        """Our statements name these principals (the route is recorded for each one named)."""
+        rejected = await self._edit_key_policy(key_arn, principals, adding=True)
+        named = [p for p in principals if p not in rejected]
+        await self.recorder.record_key_access(key_arn, named, key_policy=True)
+        return rejected
+
+    async def revoke_key_policy(self, key_arn: str, principals: Sequence[Principal]) -> Rejected:
+        return await self._edit_key_policy(key_arn, principals, adding=False)
+
+    async def _read_policy(self, key_arn: str) -> dict[str, Any]:
+        return parse_policy(await self.read(lambda: self.source.get_key_policy(key_arn)))
 
     async def _edit_key_policy(
         self, key_arn: str, principals: Sequence[Principal], *, adding: bool
     ) -> Rejected:
         if not principals:
             return {}
-        async with self.locks.hold(f"kms-key:{key_arn}"):
-            policy = parse_policy(await self.read(lambda: self.source.get_key_policy(key_arn)))
+        policy = await self._read_policy(key_arn)
 
-            async def put(batch: Sequence[Principal]) -> None:
-                nonlocal policy
-                present = grantees_in_policy(policy)
-                wanted = {grantee_of(p) for p in batch}
-                if (wanted <= present) if adding else not (wanted & present):
-                    return  # already as wanted (a resumed job): nothing to change
-                edited = (grant_in_policy if adding else revoke_from_policy)(policy, batch)
-                _check_size(key_arn, edited)
-                text = render_policy(edited)
-                await self.change(
-                    "kms:PutKeyPolicy",
-                    key_arn,
-                    batch,
-                    lambda: self.source.put_key_policy(key_arn, text, [p.value for p in batch]),
-                )
-                policy = edited
+        async def put(batch: Sequence[Principal]) -> None:
+            nonlocal policy
+            present = _grantees(key_arn, policy)
+            wanted = {grantee_of(p) for p in batch}
+            if (wanted <= present) if adding else not (wanted & present):
+                return  # already as wanted (a resumed job): nothing to change
+            grantees = (present | wanted) if adding else (present - wanted)
+            edited = with_grantees(policy, grantees, self.partition)
+            _check_size(key_arn, edited)
+            text = render_policy(edited)
+            changed = sorted(g.value for g in (wanted - present if adding else wanted & present))
+            detail = {"added" if adding else "removed": changed}
+            await self.change(
+                "kms:PutKeyPolicy",
+                key_arn,
+                batch,
+                lambda: self.source.put_key_policy(key_arn, text, [p.value for p in batch]),
+                detail,
+            )
+            policy = edited
 
-            return await self.isolate(principals, put)
+        return await self.isolate(principals, put)
 
     # Grants: one per destination account and key, concurrently under the bound.
-    async def create_grants(
-        self, key_arns: Sequence[str], accounts: Sequence[Principal]
-    ) -> tuple[dict[Principal, dict[str, str]], Rejected]:
-        grants: dict[Principal, dict[str, str]] = {}
+    async def create_grants(self, key_arn: str, accounts: Sequence[Principal]) -> Rejected:
+        """One named grant per account; every grant ID is recorded as soon as it exists."""
+        grants: dict[Principal, str] = {}
         rejected: Rejected = {}
         changes: list[Change] = []
 
-        async def create(principal: Principal, key_arn: str) -> None:
+        async def create(principal: Principal) -> None:
             name = grant_name(principal.value)
             try:
                 grant_id, change = await with_retries(
@@ -134,28 +156,36 @@ class SourceSteps:
                 rejected[principal] = error
                 return
             changes.append(change)
-            grants.setdefault(principal, {})[key_arn] = grant_id
+            grants[principal] = grant_id
 
         # The audit rows of a thousand grants go in one write, not one transaction each; even
-        # when the step is interrupted, the grants made so far are written.
+        # when the step is interrupted, the grants made so far are written and recorded.
         try:
-            await self._bounded([partial(create, p, k) for p in accounts for k in key_arns])
+            await self._bounded([partial(create, p) for p in accounts])
         finally:
             await self.recorder.changed(*changes)
-        return grants, rejected
+            await self.recorder.record_key_access(key_arn, list(grants), grant_ids=grants)
+        return rejected
 
-    async def retire_grants(self, grants: Sequence[GrantToRetire]) -> Rejected:
+    async def list_grants(self, key_arn: str) -> list[GrantInfo]:
+        return await self.read(lambda: self.source.list_grants(key_arn))
+
+    async def revoke_grants(self, grants: Sequence[GrantToRevoke]) -> Rejected:
         rejected: Rejected = {}
         changes: list[Change] = []
 
-        async def retire(grant: GrantToRetire) -> None:
+        async def revoke(grant: GrantToRevoke) -> None:
             try:
                 change = await with_retries(
-                    self.retry, lambda: self.source.retire_grant(grant.key_arn, grant.grant_id)
+                    self.retry, lambda: self.source.revoke_grant(grant.key_arn, grant.grant_id)
                 )
             except AwsCallError as error:
                 await self._audit_failure(
-                    "kms:RevokeGrant", grant.key_arn, [grant.principal], error
+                    "kms:RevokeGrant",
+                    grant.key_arn,
+                    [grant.principal],
+                    error,
+                    {"grant_id": grant.grant_id},
                 )
                 rejected[grant.principal] = error
                 return
@@ -163,7 +193,7 @@ class SourceSteps:
                 changes.append(change)
 
         try:
-            await self._bounded([partial(retire, g) for g in grants])
+            await self._bounded([partial(revoke, g) for g in grants])
         finally:
             await self.recorder.changed(*changes)
         return rejected
@@ -243,13 +273,16 @@ class SourceSteps:
         resource: str,
         batch: Sequence[Principal],
         call: Callable[[], Awaitable[Change]],
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """A source-side modification: retried, and audited whether it lands or not."""
         try:
             change = await with_retries(self.retry, call)
         except AwsCallError as error:
-            await self._audit_failure(api, resource, batch, error)
+            await self._audit_failure(api, resource, batch, error, detail)
             raise
+        if detail:
+            change = replace(change, detail={**change.detail, **detail})
         await self.recorder.changed(change)
 
     async def isolate(
@@ -264,10 +297,21 @@ class SourceSteps:
             raise source_failure(error) from error
 
     async def _audit_failure(
-        self, api: str, resource: str, batch: Sequence[Principal], error: AwsCallError
+        self,
+        api: str,
+        resource: str,
+        batch: Sequence[Principal],
+        error: AwsCallError,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         await self.recorder.change_failed(
-            api, resource, [p.value for p in batch], error.code, error.message, error.request_id
+            api,
+            resource,
+            [p.value for p in batch],
+            error.code,
+            error.message,
+            error.request_id,
+            detail,
         )
 
     async def _bounded(self, works: Sequence[Callable[[], Awaitable[None]]]) -> None:
@@ -281,6 +325,18 @@ class SourceSteps:
         async with asyncio.TaskGroup() as group:
             for work in works:
                 group.create_task(one(work))
+
+
+def _grantees(key_arn: str, policy: dict[str, Any]) -> set[KeyGrantee]:
+    try:
+        return grantees_in_policy(policy)
+    except KeyPolicyConflictError as conflict:
+        raise JobFailedError(
+            JobErrorCode.KEY_POLICY_CONFLICT,
+            f"The policy of {key_arn} has a {conflict} (a Sid amishare uses for its own "
+            "statements, in a shape it never writes). amishare changes only its own "
+            "statements: rename that statement's Sid, or remove it, and retry.",
+        ) from conflict
 
 
 def _check_size(key_arn: str, policy: dict[str, object]) -> None:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from app.aws.errors import AwsCallError, ErrorKind
-from app.aws.gateway import AwsGateway, DestinationAccount
+from app.aws.gateway import AwsGateway, DestinationAccount, RoleSession
 from app.domain.errors import TargetErrorCode
 from app.domain.jobs import JobSpec
 from app.domain.principals import Principal
-from app.domain.types import Step
 from app.logs import destination_context
 from app.worker.recorder import JobRecorder
 from app.worker.retry import RetryPolicy, with_retries
 
 log = logging.getLogger(__name__)
-FLUSH_SECONDS = 1.0
 NOT_VERIFIED_NOTE = "Not verified: an organization or OU has no single account to look from."
 
 
@@ -48,14 +45,15 @@ class Verifier:
 
     async def verify(
         self, spec: JobSpec, key_arns: Sequence[str], live: Sequence[Principal]
-    ) -> tuple[list[Principal], list[Principal]]:
-        """(passed, unchecked): failures are recorded in batches as they come; `unchecked` are
-        the destinations not looked at because the job was cancelled meanwhile."""
+    ) -> tuple[list[Principal], dict[Principal, VerifyFailure], list[Principal]]:
+        """(passed, failed, unchecked): `unchecked` are the destinations not looked at because
+        the job was cancelled meanwhile. Failures are the caller's to record, once what the
+        job gave those destinations has been taken back."""
         bound = asyncio.Semaphore(self.settings.concurrency)
         failed: dict[Principal, VerifyFailure] = {}
-        unflushed: list[Principal] = []
         unchecked: list[Principal] = []
         cancel = CancelWatch(self.recorder)
+        session = RoleSession(spec.job_id, spec.created_by or None)
 
         async def check(principal: Principal) -> None:
             async with bound:
@@ -63,7 +61,7 @@ class Verifier:
                     unchecked.append(principal)
                     return
                 with destination_context(principal.value):
-                    failure = await self._check_one(spec, key_arns, principal.value)
+                    failure = await self._check_one(spec, key_arns, principal.value, session)
                     if failure is not None:
                         log.warning(
                             "destination check failed",
@@ -71,45 +69,20 @@ class Verifier:
                         )
             if failure is not None:
                 failed[principal] = failure
-                unflushed.append(principal)
 
-        flusher = asyncio.create_task(self._flush_periodically(failed, unflushed))
-        try:
-            async with asyncio.TaskGroup() as group:
-                for principal in live:
-                    if principal.is_account:
-                        group.create_task(check(principal))
-        finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-        await self._flush(failed, unflushed)
+        async with asyncio.TaskGroup() as group:
+            for principal in live:
+                if principal.is_account:
+                    group.create_task(check(principal))
         organizations = [p for p in live if not p.is_account]
         if organizations:
             await self.recorder.note(organizations, NOT_VERIFIED_NOTE)
         skipped = set(unchecked)
-        return [p for p in live if p not in failed and p not in skipped], unchecked
-
-    async def _flush_periodically(
-        self, failed: dict[Principal, VerifyFailure], unflushed: list[Principal]
-    ) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            await self._flush(failed, unflushed)
-
-    async def _flush(
-        self, failed: dict[Principal, VerifyFailure], unflushed: list[Principal]
-    ) -> None:
-        batch = list(unflushed)
-        unflushed.clear()
-        groups: dict[VerifyFailure, list[Principal]] = {}
-        for principal in batch:
-            groups.setdefault(failed[principal], []).append(principal)
-        for failure, principals in groups.items():
-            await self.recorder.fail(principals, Step.VERIFY, failure.code, failure.message)
+        passed = [p for p in live if p not in failed and p not in skipped]
+        return passed, failed, unchecked
 
     async def _check_one(
-        self, spec: JobSpec, key_arns: Sequence[str], account_id: str
+        self, spec: JobSpec, key_arns: Sequence[str], account_id: str, session: RoleSession
     ) -> VerifyFailure | None:
         """Assume the destination role and look; a throttled or failing AssumeRole is retried
         within the step's budget like any other call."""
@@ -117,7 +90,9 @@ class Verifier:
         attempt = 0
         while True:
             try:
-                async with self.gateway.destination(account_id, spec.region) as destination:
+                async with self.gateway.destination(
+                    account_id, spec.region, session
+                ) as destination:
                     return await self._wait_until_visible(destination, spec.image_id, key_arns)
             except AwsCallError as error:
                 attempt += 1

@@ -22,8 +22,18 @@ from app.jobs.errors import ConflictError, InvalidRequestError
 from app.jobs.requests import NewJob
 from app.jobs.service import JobPolicy, JobService
 from app.sandbox import seed
+from app.sandbox.aws_double import AwsDouble
 from tests.api.test_auth import bearer, other_app
-from tests.conftest import REGION, SOURCE_ACCOUNT, WRITER_TOKEN, Service, new_account_ids
+from tests.conftest import (
+    REGION,
+    SOURCE_ACCOUNT,
+    WRITER_TOKEN,
+    Service,
+    make_settings,
+    new_account_ids,
+    serve,
+)
+from tests.e2e.aws_state import launch_permission_accounts
 
 MGMT = "111111111111"
 ORG = f"arn:aws:organizations::{MGMT}:organization/o-abcdefghij"
@@ -328,3 +338,65 @@ async def test_a_retry_requeues_only_what_a_tightened_guardrail_still_allows(
 
         assert again.status_code == 409, again.text
         assert "allowed destinations" in again.json()["detail"]
+
+
+async def test_the_worker_checks_again_a_job_queued_before_the_guardrail_tightened(
+    database_url: str, aws_double: AwsDouble
+) -> None:
+    key = seed.create_customer_key(aws_double.url)
+    image = seed.create_encrypted_image(aws_double.url, key.key_id)
+    allowed, dropped = new_account_ids(2)
+    queued_by = make_settings(database_url, aws_double, embedded_worker=False)
+    async for client in serve(queued_by):
+        created = await Service(client, queued_by, aws_double).post_job(
+            image_id=image.image_id, account_ids=[allowed, dropped]
+        )
+        assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+
+    tightened = make_settings(database_url, aws_double, allowed_destinations=[allowed])
+    async for client in serve(tightened):
+        service = Service(client, tightened, aws_double)
+        job = await service.wait_for(job_id)
+        targets = {t["principal"]: t for t in await service.targets(job_id)}
+
+    assert job["status"] == "partially_succeeded", job
+    assert targets[dropped]["error"]["code"] == "DestinationNotAllowed"
+    assert launch_permission_accounts(aws_double, image.image_id) == {allowed}
+
+
+async def test_a_revoke_may_take_access_back_from_a_destination_no_longer_allowed(
+    service: Service,
+) -> None:
+    key = seed.create_customer_key(service.double.url)
+    image = seed.create_encrypted_image(service.double.url, key.key_id)
+    [dropped] = new_account_ids(1)
+    shared = await service.post_job(image_id=image.image_id, account_ids=[dropped])
+    assert (await service.wait_for(shared.json()["id"]))["status"] == "succeeded"
+
+    async with other_app(service, allowed_destinations=["111111111111"]) as client:
+        client.headers.update(bearer(WRITER_TOKEN))
+        refused = await client.post(
+            "/v1/jobs",
+            json={
+                "action": "share",
+                "image_id": image.image_id,
+                "region": REGION,
+                "account_ids": [dropped],
+            },
+        )
+        revoked = await client.post(
+            "/v1/jobs",
+            json={
+                "action": "revoke",
+                "image_id": image.image_id,
+                "region": REGION,
+                "account_ids": [dropped],
+            },
+        )
+
+    assert refused.status_code == 422
+    assert revoked.status_code == 202, revoked.text
+    job = await service.wait_for(revoked.json()["id"])
+    assert job["status"] == "succeeded"
+    assert launch_permission_accounts(service.double, image.image_id) == set()

@@ -58,7 +58,9 @@ TARGET_FIELDS = {
 @pytest.fixture
 async def idle(database_url: str, aws_double: AwsDouble) -> AsyncIterator[Service]:
     """The app without its worker: jobs stay queued, so that listings hold still."""
-    settings = make_settings(database_url, aws_double, embedded_worker=False)
+    settings = make_settings(
+        database_url, aws_double, embedded_worker=False, source_role_name="amishare-source"
+    )
     async for client in serve(settings):
         yield Service(client, settings, aws_double)
 

@@ -12,6 +12,7 @@ from botocore.parsers import ResponseParserError
 
 from app.aws.boto_gateway import BotoAwsGateway
 from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.gateway import RoleSession
 from app.aws.sessions import as_call_error, client_config
 from app.domain.principals import Principal, account
 from app.domain.types import PrincipalType
@@ -133,7 +134,7 @@ async def test_create_grant_names_the_destination_root(
         key_arn,
         (DESTINATION_ACCOUNT,),
     )
-    assert change.detail == {"grant_id": grant_id, "name": "amishare-t1"}
+    assert change.detail == {"grant_id": grant_id, "name": "amishare-t1", "operation": "create"}
 
 
 async def test_create_grant_twice_with_one_name_is_one_grant(
@@ -146,17 +147,49 @@ async def test_create_grant_twice_with_one_name_is_one_grant(
     assert first == second
 
 
+async def test_list_grants_reads_every_page_with_names_and_issuers(
+    gateway: BotoAwsGateway, double: AwsDouble
+) -> None:
+    key_arn = seed.create_customer_key(double.url).key_arn
+    accounts = [f"2{i:011d}" for i in range(120)]
+    async with gateway.source(SOURCE_ACCOUNT, REGION) as source:
+        made = {
+            (await source.create_grant(key_arn, account, f"amishare-{account}"))[0]
+            for account in accounts
+        }
+        listed = await source.list_grants(key_arn)
+
+    assert {g.grant_id for g in listed} == made  # more than one page of 100
+    by_name = {g.name: g for g in listed}
+    assert by_name[f"amishare-{accounts[0]}"].grantee_principal == (
+        f"arn:aws:iam::{accounts[0]}:root"
+    )
+    assert {g.issuing_account for g in listed} == {f"arn:aws:iam::{SOURCE_ACCOUNT}:root"}
+
+
+async def test_snapshot_permissions_lists_the_accounts(
+    gateway: BotoAwsGateway, double: AwsDouble
+) -> None:
+    key = seed.create_customer_key(double.url)
+    image = seed.create_encrypted_image(double.url, key.key_id)
+    async with gateway.source(SOURCE_ACCOUNT, REGION) as source:
+        await source.add_snapshot_permission(image.snapshot_ids[0], [DESTINATION_ACCOUNT])
+        found = await source.snapshot_permissions(image.snapshot_ids[0])
+
+    assert found == {DESTINATION_ACCOUNT}
+
+
 async def test_a_grant_already_gone_is_not_an_error(
     gateway: BotoAwsGateway, double: AwsDouble, aws: Boto
 ) -> None:
     key_arn = seed.create_customer_key(double.url).key_arn
     async with gateway.source(SOURCE_ACCOUNT, REGION) as source:
         grant_id, _ = await source.create_grant(key_arn, DESTINATION_ACCOUNT, "amishare-gone")
-        change = await source.retire_grant(key_arn, grant_id)
-        again = await source.retire_grant(key_arn, grant_id)
+        change = await source.revoke_grant(key_arn, grant_id)
+        again = await source.revoke_grant(key_arn, grant_id)
 
     assert change is not None and change.api == "kms:RevokeGrant"
-    assert change.detail == {"grant_id": grant_id}
+    assert change.detail == {"grant_id": grant_id, "operation": "revoke"}
     assert again is None
     assert grant_id not in {
         g["GrantId"] for g in aws.client("kms").list_grants(KeyId=key_arn)["Grants"]
@@ -321,6 +354,42 @@ async def test_a_source_role_is_assumed_in_the_source_account(
     ]
     described = [r for r in double.requests(since) if r.action == "DescribeImages"]
     assert [r.account for r in described] == [OTHER_ACCOUNT]
+
+
+async def test_role_sessions_carry_the_job_and_source_identity(
+    double: AwsDouble, calls: Calls
+) -> None:
+    since = len(double.requests())
+    gateway = BotoAwsGateway(
+        endpoint_url=double.url,
+        source_role_name="amishare-source",
+        destination_role_name=DESTINATION_ROLE,
+        on_call=calls,
+    )
+    session = RoleSession("job-0123456789abcdef0123456789abcdef", "platform-ci")
+    async with gateway:
+        async with gateway.source(OTHER_ACCOUNT, REGION, session):
+            pass
+        async with gateway.destination(DESTINATION_ACCOUNT, REGION, session):
+            pass
+
+    assumed = [r.params or {} for r in double.requests(since) if r.action == "AssumeRole"]
+    assert [p["RoleSessionName"] for p in assumed] == [session.name, session.name]
+    assert session.name == "amishare-job-0123456789abcdef0123456789abcdef"
+    assert [p["SourceIdentity"] for p in assumed] == ["platform-ci", "platform-ci"]
+
+
+async def test_expired_role_credentials_are_assumed_again(double: AwsDouble, calls: Calls) -> None:
+    gateway = BotoAwsGateway(endpoint_url=double.url, source_role_name="amishare-source")
+    async with gateway, gateway.source(OTHER_ACCOUNT, REGION) as source:
+        assert await source.describe_image("ami-0123456789abcdef0") is None
+        double.set_faults(credential_lifetime_seconds=0.001)
+        with pytest.raises(AwsCallError) as raised:
+            await source.describe_image("ami-0123456789abcdef0")
+        assert raised.value.kind is ErrorKind.EXPIRED_CREDENTIALS and raised.value.retryable
+        double.set_faults(credential_lifetime_seconds=60)
+        # The next call signs with the role assumed again.
+        assert await source.describe_image("ami-0123456789abcdef0") is None
 
 
 async def test_a_destination_needs_the_destination_role(double: AwsDouble) -> None:

@@ -87,12 +87,19 @@ async def test_throttling_and_5xx_are_retried_and_a_denied_destination_fails_alo
 
     # Retried calls landed once: throttled or failed attempts never reached moto.
     landed = successful_mutations(records)
-    launches = Counter(
-        launch_permission_adds(r) for r in landed if r["action"] == "ModifyImageAttribute"
-    )
+    modified = [r for r in landed if r["action"] == "ModifyImageAttribute"]
+    launches = Counter(launch_permission_adds(r) for r in modified if launch_permission_adds(r)[1])
     assert launches == {(image.image_id, frozenset(accounts)): 1 for image, accounts in plan}
+    # The two that failed verification had what the job gave them taken back.
+    taken_back = [
+        r["params"]["LaunchPermission"]["Remove"]
+        for r in modified
+        if not r["params"]["LaunchPermission"].get("Add")
+    ]
+    assert [{p["UserId"] for p in removed} for removed in taken_back] == [{denied, unassumable}]
     for image, accounts in plan:
-        assert launch_permission_accounts(cluster.double, image.image_id) == set(accounts)
+        expected_launch = set(accounts) - ({denied, unassumable} if image is plan[-1][0] else set())
+        assert launch_permission_accounts(cluster.double, image.image_id) == expected_launch
 
 
 @pytest.mark.slow

@@ -114,4 +114,14 @@ async def test_a_job_that_kills_every_worker_stops_after_max_attempts(cluster: C
     assert {t["error"]["code"] for t in targets} == {"TooManyAttempts"}
     # The third claim did not run the job: no AWS call at all after the second death.
     assert [r for r in cluster.double.requests(since) if r["mutating"]] == []
+    # What the dead attempts gave landed on AWS and is in the ledger, for a revoke to take back.
+    recorded = await cluster.shares(image_id=image.image_id)
+    assert {s["principal"] for s in recorded} == set(accounts)
+    revoke_id = await cluster.post_job(
+        action="revoke", image_id=image.image_id, account_ids=accounts
+    )
+    assert revoke_id.status_code == 202, revoke_id.text
+    (revoked,) = await cluster.wait_for([revoke_id.json()["id"]], timeout=60)
+    assert revoked["status"] == "succeeded", revoked
     assert await cluster.shares(image_id=image.image_id) == []
+    assert launch_permission_accounts(cluster.double, image.image_id) == set()

@@ -85,7 +85,7 @@ async def create_job(
     caller: Writer,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    found, created = await service.create(body.to_new_job(), caller.name, idempotency_key)
+    found, created = await service.create(body.to_new_job(), caller, idempotency_key)
     if created:
         request.app.state.metrics.jobs_created.labels(action=found.job.action).inc()
     out = JobOut.of(found.job, found.progress)
@@ -252,9 +252,9 @@ async def cancel_job(
     summary="Run a finished job's failed targets again",
 )
 async def retry_job(
-    job_id: JobId, request: Request, service: JobServiceDep, cache: StatusCacheDep, _caller: Writer
+    job_id: JobId, request: Request, service: JobServiceDep, cache: StatusCacheDep, caller: Writer
 ) -> JSONResponse:
-    found = await service.retry(job_id)
+    found = await service.retry(job_id, caller)
     return _changed(cache, found, status_code=202, then=request.app.state.wake_worker)
 
 

@@ -37,5 +37,8 @@ async def list_shares(
     cursor: Cursor = None,
 ) -> SharePage:
     filters = ShareFilter(image_id=image_id, region=region, principal=principal)
-    page = await service.list_shares(filters, limit, cursor)
-    return SharePage(items=[ShareOut.of(s) for s in page.items], next_cursor=page.next_cursor)
+    found = await service.list_shares(filters, limit, cursor)
+    return SharePage(
+        items=[ShareOut.of(s, found.key_access_of(s)) for s in found.page.items],
+        next_cursor=found.page.next_cursor,
+    )
