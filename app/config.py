@@ -1,4 +1,4 @@
-"""Settings, read from AMISHARE_* environment variables (API.md, "Settings")."""
+"""Settings, read from AMISHARE_* environment variables (docs/api.md, "Settings")."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     set_source_identity: bool = True
 
     # GET /v1/jobs/{id} may answer from memory what the database held at most this long ago
-    # (0: read the database on every request); see app/jobs/status_cache.py.
+    # (0: read the database on every request); see app/service/status_cache.py.
     status_cache_seconds: float = Field(default=0.25, ge=0, le=10)
 
     embedded_worker: bool = True

@@ -23,15 +23,15 @@ from app.aws.boto_gateway import BotoAwsGateway
 from app.aws.gateway import AwsGateway
 from app.config import Settings
 from app.db.engine import make_engine, make_session_factory
-from app.db.jobs import JobRepository
-from app.db.locks import PostgresKeyLocks, ProcessKeyLocks
+from app.db.job_repository import JobRepository
+from app.db.key_locks import PostgresKeyLocks, ProcessKeyLocks
 from app.heap import settle_heap
-from app.jobs.progress_cache import ProgressCache
-from app.jobs.service import JobPolicy
-from app.jobs.status_cache import StatusCache
 from app.metrics import Metrics
+from app.service.jobs import JobPolicy
+from app.service.progress_cache import ProgressCache
+from app.service.status_cache import StatusCache
 from app.worker.executor import Executor
-from app.worker.locks import KeyLocks
+from app.worker.ports import KeyLocks
 from app.worker.runner import Worker
 from app.worker.settings import executor_settings, worker_settings
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics (API.md, "Operations"): counters and histograms fed as work happens,
+"""Prometheus metrics (docs/api.md, "Operations"): counters and histograms fed as work happens,
 gauges read from the database when /metrics is scraped."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bearer tokens with scopes (API.md, "Authentication")."""
+"""Bearer tokens with scopes (docs/api.md, "Authentication")."""
 
 from __future__ import annotations
 

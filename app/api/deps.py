@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import Caller
 from app.api.authenticate import CHALLENGE, UNAUTHENTICATED, caller_of
-from app.jobs.service import JobPolicy, JobService, SourceAccountLookup
-from app.jobs.status_cache import StatusCache
+from app.service.jobs import JobPolicy, JobService, SourceAccountLookup
+from app.service.status_cache import StatusCache
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.text import echo
-from app.jobs.errors import ServiceError
+from app.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"

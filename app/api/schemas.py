@@ -1,4 +1,4 @@
-"""The HTTP contract's bodies (API.md). Field names and values here are fixed."""
+"""The HTTP contract's bodies (docs/api.md). Field names and values here are fixed."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic_core import PydanticCustomError
 
 from app.api.fields import MAX_LABELS, LabelKey, LabelValue, Region, label_problem
-from app.db.jobs import Progress
+from app.db.job_repository import Progress
 from app.db.models import Job, JobEvent, JobTarget, KeyAccessRow, Share
 from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN
 from app.domain.types import Action, KmsAccess, TargetStatus
-from app.jobs.requests import NewJob
+from app.service.requests import NewJob
 
 AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID.pattern)]
 OrganizationArn = Annotated[str, StringConstraints(pattern=ORGANIZATION_ARN.pattern)]

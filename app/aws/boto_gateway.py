@@ -11,8 +11,8 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
+from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.credentials import Credentials, RoleCredentials, acting_as
-from app.aws.errors import AwsCallError, ErrorKind
 from app.aws.gateway import (
     AwsGateway,
     Change,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sts import STSClient
     from types_aiobotocore_sts.type_defs import AssumeRoleRequestTypeDef
 
-# AWS rejects more than 500 createVolumePermission modifications in one call (AWS.md).
+# AWS rejects more than 500 createVolumePermission modifications in one call (docs/aws.md).
 MAX_SNAPSHOT_PERMISSION_IDS = 500
 # DescribeSnapshots has no documented ID limit; small chunks keep each answer small.
 DESCRIBE_SNAPSHOTS_CHUNK = 100

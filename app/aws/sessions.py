@@ -21,8 +21,8 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.credentials import Credentials, mark_credentials_stale
-from app.aws.errors import AwsCallError, ErrorKind
 
 if TYPE_CHECKING:
     from types_aiobotocore_ec2 import EC2Client
@@ -40,7 +40,8 @@ _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError)
 
 
 def client_config(*, max_pool_connections: int = 64) -> AioConfig:
-    """botocore `standard` retries (AWS.md): jittered backoff on throttling and 5xx, 3 attempts."""
+    """botocore `standard` retries (docs/aws.md): jittered backoff on throttling and 5xx,
+    3 attempts."""
     return AioConfig(
         # total_max_attempts counts the first try; botocore reads `max_attempts` as retries (+1).
         retries={"mode": "standard", "total_max_attempts": 3},

@@ -1,4 +1,4 @@
-"""AmiShareClient: a small typed httpx client for the amishare HTTP API (API.md).
+"""AmiShareClient: a small typed httpx client for the amishare HTTP API (docs/api.md).
 
 Every non-2xx answer raises `ApiError` with the problem+json `detail` and field `errors`; a
 server that cannot be reached raises `ApiUnreachableError`.

@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from app.db.models import Job, JobTarget, KeyAccessRow, Share
 from app.db.types import utcnow
-from app.domain.jobs import KeyAccess, ShareRecord, ShareUpdate
+from app.domain.access import KeyAccess, ShareRecord, ShareUpdate
 from app.domain.principals import Principal, principal_of
 from app.domain.types import Action, JobStatus, KmsAccess, TargetStatus
 
@@ -212,7 +212,7 @@ class ShareLedger:
 
 
 class KeyAccessLedger:
-    """Rows of one key change only under that key's lock (app/db/locks.py)."""
+    """Rows of one key change only under that key's lock (app/db/key_locks.py)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

@@ -1,4 +1,4 @@
-"""How a job's status follows from its targets (API.md, "Job")."""
+"""How a job's status follows from its targets (docs/api.md, "Job")."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 `install()` patches moto's classes in place (idempotent). Every patch is one small function whose
 comment names the AWS behaviour it models; helpers below them are shared plumbing.
 
-Choices worth knowing (see also the project's AWS notes, AWS.md):
+Choices worth knowing (see also the project's AWS notes, docs/aws.md):
 - Instance-store AMIs: `RegisterImage` with `ImageLocation` (the S3-manifest form AWS uses for
   instance-store AMIs), or whose root device mapping is not EBS (e.g. only `VirtualName`
   ephemeral mappings), gets `RootDeviceType: instance-store`. With an EBS root mapping it is

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.call_errors import AwsCallError, ErrorKind
 
 T = TypeVar("T")
 

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.aws.gateway import AwsGateway
-from app.domain.errors import JobErrorCode, JobFailedError, TargetErrorCode
+from app.domain.access import JobSpec
+from app.domain.codes import JobErrorCode, JobFailedError, TargetErrorCode
 from app.domain.guardrails import JobGuardrails
-from app.domain.jobs import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import Action, Step
-from app.worker.locks import KeyLocks
-from app.worker.recorder import JobRecorder
+from app.worker.ports import JobRecorder, KeyLocks
 from app.worker.retry import RetryPolicy
 from app.worker.revoke import RevokeProcedure, RevokeSettings
 from app.worker.share import JobCancelledError, ProcedureSettings, ShareProcedure

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.aws.errors import AwsCallError, ErrorKind
-from app.domain.errors import JobErrorCode, JobFailedError
+from app.aws.call_errors import AwsCallError, ErrorKind
+from app.domain.codes import JobErrorCode, JobFailedError
 
 
 def source_failure(error: AwsCallError) -> JobFailedError:

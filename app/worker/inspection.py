@@ -8,7 +8,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from app.aws.gateway import ImageInfo, KeyInfo, SnapshotInfo, SourceAccount
-from app.domain.errors import JobErrorCode, JobFailedError
+from app.domain.codes import JobErrorCode, JobFailedError
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.aws.gateway import GrantInfo
-from app.domain.jobs import KeyAccess
+from app.domain.access import KeyAccess
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess
 from app.worker.steps import GrantToRevoke, Rejected, SourceSteps, grant_name

@@ -10,10 +10,10 @@ import signal
 from app.aws.boto_gateway import BotoAwsGateway
 from app.config import Settings
 from app.db.engine import make_engine, make_session_factory
-from app.db.locks import PostgresKeyLocks, ProcessKeyLocks
+from app.db.key_locks import PostgresKeyLocks, ProcessKeyLocks
 from app.heap import settle_heap
 from app.worker.executor import Executor
-from app.worker.locks import KeyLocks
+from app.worker.ports import KeyLocks
 from app.worker.runner import Worker
 from app.worker.settings import executor_settings, worker_settings
 

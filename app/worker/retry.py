@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from app.aws.errors import AwsCallError
+from app.aws.call_errors import AwsCallError
 
 T = TypeVar("T")
 

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from app.aws.gateway import AwsGateway, ImageInfo, RoleSession
-from app.domain.errors import JobErrorCode, JobFailedError
-from app.domain.jobs import JobSpec, ShareRecord
+from app.domain.access import JobSpec, ShareRecord
+from app.domain.codes import JobErrorCode, JobFailedError
 from app.domain.key_policy import grantee_of
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.inspection import key_arns_of_image
 from app.worker.key_access import grants_to_revoke
-from app.worker.locks import KeyLocks
-from app.worker.recorder import JobRecorder
+from app.worker.ports import JobRecorder, KeyLocks
 from app.worker.retry import RetryPolicy
 from app.worker.steps import SourceSteps
 from app.worker.take_back import (

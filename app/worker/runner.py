@@ -23,11 +23,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import SessionFactory, make_engine, make_session_factory
+from app.db.job_targets import JobTargets
 from app.db.models import Job
 from app.db.queue import JobQueue
-from app.db.targets import TargetLog
-from app.domain.errors import JobErrorCode, JobFailedError
-from app.domain.jobs import JobSpec
+from app.domain.access import JobSpec
+from app.domain.codes import JobErrorCode, JobFailedError
 from app.domain.outcome import final_job_status
 from app.domain.principals import principal_of
 from app.domain.types import Action, JobStatus, KmsAccess
@@ -314,7 +314,7 @@ class Worker:
                 "database while running it); it was stopped. Retry it after checking the logs.",
             )
         async with self.sessions() as session:
-            rows = await TargetLog(session, job.id, self.worker_id).unfinished()
+            rows = await JobTargets(session, job.id, self.worker_id).unfinished()
         targets = [principal_of(t.principal, t.principal_type) for t in rows]
         if not targets:
             return None
@@ -324,7 +324,7 @@ class Worker:
     async def _finish(self, job_id: str, failure: JobFailedError | None) -> JobStatus | None:
         """Record the job's final status; None when another worker has taken it over."""
         async with self.sessions.begin() as session:
-            targets = TargetLog(session, job_id, self.worker_id)
+            targets = JobTargets(session, job_id, self.worker_id)
             if failure is not None:
                 await targets.fail_unfinished(failure.code, failure.message)
             counts = await targets.counts()

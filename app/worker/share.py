@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.aws.gateway import AwsGateway, RoleSession, SourceAccount
-from app.domain.errors import JobFailedError
-from app.domain.jobs import JobSpec, ShareRecord, ShareUpdate
+from app.domain.access import JobSpec, ShareRecord, ShareUpdate
+from app.domain.codes import JobFailedError
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.inspection import Inspection, inspect_image
 from app.worker.key_access import grant_key_access
-from app.worker.locks import KeyLocks
-from app.worker.recorder import JobRecorder
+from app.worker.ports import JobRecorder, KeyLocks
 from app.worker.retry import RetryPolicy
 from app.worker.steps import Rejected, SourceSteps
 from app.worker.take_back import (

@@ -13,10 +13,10 @@ from sqlmodel import col
 from app.aws.gateway import Change
 from app.db.engine import SessionFactory
 from app.db.events import EventLog
+from app.db.job_targets import JobTargets
 from app.db.ledger import KeyAccessLedger, ShareLedger, ShareScope, key_access_of, share_record
 from app.db.models import Job, JobEvent
-from app.db.targets import TargetLog
-from app.domain.jobs import JobSpec, KeyAccess, ShareRecord, ShareUpdate
+from app.domain.access import JobSpec, KeyAccess, ShareRecord, ShareUpdate
 from app.domain.principals import Principal
 from app.domain.types import Step
 
@@ -33,8 +33,8 @@ class SqlJobRecorder:
         self.spec = spec
         self.worker_id = worker_id
 
-    def _targets(self, session: AsyncSession) -> TargetLog:
-        return TargetLog(session, self.spec.job_id, self.worker_id)
+    def _targets(self, session: AsyncSession) -> JobTargets:
+        return JobTargets(session, self.spec.job_id, self.worker_id)
 
     async def start(self, principals: Sequence[Principal]) -> None:
         async with self.sessions.begin() as session:

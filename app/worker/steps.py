@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
-from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.gateway import Change, GrantInfo, SourceAccount
-from app.domain.errors import JobErrorCode, JobFailedError, TargetErrorCode
+from app.domain.codes import JobErrorCode, JobFailedError, TargetErrorCode
 from app.domain.key_policy import (
     KEY_POLICY_MAX_BYTES,
     KeyGrantee,
@@ -29,8 +29,7 @@ from app.domain.principals import Principal
 from app.domain.types import Step
 from app.worker.batching import apply_isolating_rejects, chunked
 from app.worker.failures import source_failure
-from app.worker.locks import KeyLocks
-from app.worker.recorder import JobRecorder
+from app.worker.ports import JobRecorder, KeyLocks
 from app.worker.retry import RetryPolicy, with_retries
 
 T = TypeVar("T")

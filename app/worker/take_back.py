@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.aws.errors import AwsCallError
-from app.domain.jobs import ShareRecord
+from app.aws.call_errors import AwsCallError
+from app.domain.access import ShareRecord
 from app.domain.principals import Principal
 from app.domain.types import Step
 from app.worker.key_access import KeyRelease, release_key_access

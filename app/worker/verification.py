@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.gateway import AwsGateway, DestinationAccount, RoleSession
-from app.domain.errors import TargetErrorCode
-from app.domain.jobs import JobSpec
+from app.domain.access import JobSpec
+from app.domain.codes import TargetErrorCode
 from app.domain.principals import Principal
 from app.logs import destination_context
-from app.worker.recorder import JobRecorder
+from app.worker.ports import JobRecorder
 from app.worker.retry import RetryPolicy, with_retries
 
 log = logging.getLogger(__name__)

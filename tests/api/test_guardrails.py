@@ -18,11 +18,11 @@ from app.db.migrate import upgrade
 from app.db.models import Job, JobTarget
 from app.db.types import utcnow
 from app.domain.types import Action, JobStatus, KmsAccess, TargetStatus
-from app.jobs.errors import ConflictError, InvalidRequestError
-from app.jobs.requests import NewJob
-from app.jobs.service import JobPolicy, JobService
 from app.sandbox import seed
 from app.sandbox.aws_double import AwsDouble
+from app.service.errors import ConflictError, InvalidRequestError
+from app.service.jobs import JobPolicy, JobService
+from app.service.requests import NewJob
 from tests.api.test_auth import bearer, other_app
 from tests.conftest import (
     REGION,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.db.jobs import Progress
+from app.db.job_repository import Progress
 from app.domain.types import TargetStatus
-from app.jobs.progress_cache import ProgressCache
+from app.service.progress_cache import ProgressCache
 
 
 def counts(succeeded: int) -> Progress:

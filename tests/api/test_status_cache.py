@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import col
 
 from app.db.models import Job
-from app.jobs.status_cache import StatusCache
 from app.sandbox.aws_double import AwsDouble
+from app.service.status_cache import StatusCache
 from tests.api.test_validation import assert_problem
 from tests.conftest import REGION, Service, make_settings, new_account_ids, serve
 

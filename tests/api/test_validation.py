@@ -1,5 +1,5 @@
-"""Every bad input of API.md's rules is a 422 problem naming the bad field, never a job that can
-only fail, and never an answer with internals in it."""
+"""Every bad input of the rules in docs/api.md is a 422 problem naming the bad field, never a
+job that can only fail, and never an answer with internals in it."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from aiobotocore.config import AioConfig
 from botocore.parsers import ResponseParserError
 
 from app.aws.boto_gateway import BotoAwsGateway
-from app.aws.errors import AwsCallError, ErrorKind
+from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.gateway import RoleSession
 from app.aws.sessions import as_call_error, client_config
 from app.domain.principals import Principal, account

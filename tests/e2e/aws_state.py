@@ -1,4 +1,4 @@
-"""Reading what landed on the AWS double, the way anyone could check it (API.md)."""
+"""Reading what landed on the AWS double, the way anyone could check it (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -23,11 +23,11 @@ from app.api.schemas import (
     TargetOut,
     TargetPage,
 )
-from app.db.jobs import JobFilter
+from app.db.job_repository import JobFilter
 from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN
 from app.domain.types import Action, JobStatus, TargetStatus
-from app.jobs.service import JobWithProgress
-from app.jobs.status_cache import StatusCache, etag_of
+from app.service.jobs import JobWithProgress
+from app.service.status_cache import StatusCache, etag_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -1,4 +1,4 @@
-"""/metrics: Prometheus text, no token (API.md, "Operations")."""
+"""/metrics: Prometheus text, no token (docs/api.md, "Operations")."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import SessionDep
-from app.jobs.stats import refresh_gauges
 from app.metrics import Metrics
+from app.service.gauges import refresh_gauges
 
 router = APIRouter(tags=["operations"])
 

@@ -12,7 +12,7 @@ from app.api.routes.jobs import PRINCIPAL, PROBLEMS, Cursor, Limit
 from app.api.schemas import ShareOut, SharePage
 from app.db.ledger import ShareFilter
 from app.domain.principals import IMAGE_ID
-from app.jobs.ledger import ShareService
+from app.service.shares import ShareService
 
 router = APIRouter(prefix="/v1/shares", tags=["shares"])
 

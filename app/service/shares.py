@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.ledger import KeyAccessLedger, ShareFilter, ShareLedger
 from app.db.models import KeyAccessRow, Share
-from app.jobs.cursors import decode_cursor, encode_cursor, not_a_cursor
-from app.jobs.service import Page
+from app.service.cursors import decode_cursor, encode_cursor, not_a_cursor
+from app.service.jobs import Page
 
 
 @dataclass(frozen=True, slots=True)

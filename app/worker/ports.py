@@ -1,12 +1,14 @@
-"""What the executor records as it goes; the worker gives it a database-backed one."""
+"""What the share and revoke procedures need from outside them: a JobRecorder, to record as
+they go (the worker gives them a database-backed one, tests an in-memory one), and KeyLocks."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from app.aws.gateway import Change
-from app.domain.jobs import KeyAccess, ShareRecord, ShareUpdate
+from app.domain.access import KeyAccess, ShareRecord, ShareUpdate
 from app.domain.principals import Principal
 from app.domain.types import Step
 
@@ -84,3 +86,10 @@ class JobRecorder(Protocol):
         """Which of these principals still need the key for anything but this image, and
         what needs it (image IDs, or IDs of share jobs not yet finished)."""
         ...
+
+
+class KeyLocks(Protocol):
+    """The lock taken around every read-modify-write of one KMS key policy (PutKeyPolicy
+    replaces the whole document with no version check)."""
+
+    def hold(self, name: str) -> AbstractAsyncContextManager[None]: ...

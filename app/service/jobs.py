@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.events import EventLog
-from app.db.jobs import FailedTarget, JobFilter, JobRepository, Progress
+from app.db.job_repository import FailedTarget, JobFilter, JobRepository, Progress
 from app.db.models import Job, JobEvent, JobTarget
-from app.domain.errors import TargetErrorCode
+from app.domain.codes import TargetErrorCode
 from app.domain.guardrails import (
     ANY_DESTINATION,
     ANY_SOURCE,
@@ -23,16 +23,16 @@ from app.domain.guardrails import (
 )
 from app.domain.principals import Principal, principal_of
 from app.domain.types import Action, JobStatus, KmsAccess, PrincipalType, Step, TargetStatus
-from app.jobs.cursors import decode_cursor, encode_cursor
-from app.jobs.errors import (
+from app.service.cursors import decode_cursor, encode_cursor
+from app.service.errors import (
     ConflictError,
     FieldError,
     InvalidRequestError,
     NotFoundError,
     UnavailableError,
 )
-from app.jobs.progress_cache import ProgressCache
-from app.jobs.requests import NewJob
+from app.service.progress_cache import ProgressCache
+from app.service.requests import NewJob
 
 T = TypeVar("T")
 

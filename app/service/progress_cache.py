@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from app.db.jobs import Progress
+from app.db.job_repository import Progress
 
 
 class ProgressCache:

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from app.jobs.errors import InvalidRequestError
+from app.service.errors import InvalidRequestError
 
 
 def encode_cursor(value: Any) -> str:

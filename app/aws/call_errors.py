@@ -1,4 +1,4 @@
-"""AWS errors, classified once (DESIGN.md, "Errors")."""
+"""AWS errors, classified once (docs/design.md, "Errors")."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from app.domain.types import JobStatus, Step, TargetStatus
 _UNFINISHED = (TargetStatus.PENDING.value, TargetStatus.RUNNING.value)
 
 
-class TargetLog:
+class JobTargets:
     """Target updates made by the worker that holds the job's lease, and only by it."""
 
     def __init__(self, session: AsyncSession, job_id: str, worker_id: str) -> None:

@@ -1,4 +1,4 @@
-"""Stable error codes (DESIGN.md, "Errors") and the exceptions that carry them."""
+"""Stable error codes (docs/design.md, "Errors") and the exceptions that carry them."""
 
 from __future__ import annotations
 
