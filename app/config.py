@@ -22,8 +22,10 @@ from app.domain.guardrails import (
     ANY_DESTINATION,
     ANY_SOURCE,
     DestinationGuardrail,
+    JobGuardrails,
     SourceGuardrail,
 )
+from app.domain.retry import RetryPolicy
 
 Scope = Literal["jobs:read", "jobs:write"]
 # What STS accepts as a SourceIdentity: the worker names the job's token in its AssumeRole calls.
@@ -178,6 +180,37 @@ class Settings(BaseSettings):
     @cached_property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """Bounded retries of throttled and 5xx AWS calls, on top of botocore's own."""
+        return RetryPolicy(
+            max_attempts=self.step_max_attempts, base_delay=self.step_backoff_seconds
+        )
+
+    @cached_property
+    def job_guardrails(self) -> JobGuardrails:
+        """What a worker checks again before a job changes anything."""
+        return JobGuardrails(
+            self.allowed_sources,
+            self.allowed_destinations,
+            {t.name: (t.sources, t.destinations) for t in self.api_tokens},
+        )
+
+    @property
+    def destination_role_configured(self) -> bool:
+        return bool(self.destination_role_name)
+
+    @property
+    def own_account_only(self) -> bool:
+        """Without a source role the service acts with its own credentials: in its own
+        account only."""
+        return not self.source_role_name
+
+    @property
+    def skip_locked(self) -> bool:
+        """PostgreSQL claims with FOR UPDATE SKIP LOCKED; SQLite has one embedded worker."""
+        return not self.is_sqlite
 
     def token_named(self, name: str) -> ApiToken | None:
         """The configured token a job's `created_by` names (None: no such token any more)."""

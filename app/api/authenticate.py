@@ -3,10 +3,15 @@ anything reads the body: an unknown caller gets a 401, never a 413 or a 422 abou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.auth import Caller, TokenBook
+from app.api.auth import Caller
 from app.api.problems import problem
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
 
 CALLER = "caller"  # the key of the identified Caller in the request scope's state
 UNAUTHENTICATED = "Missing or unknown bearer token."
@@ -28,8 +33,8 @@ def identify(scope: Scope) -> Caller | None:
     token = _bearer_token(scope)
     if token is None:
         return None
-    book: TokenBook | None = getattr(scope["app"].state, "tokens", None)
-    return book.identify(token) if book is not None else None
+    runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+    return runtime.tokens.identify(token) if runtime is not None else None
 
 
 def caller_of(scope: Scope) -> Caller | None:

@@ -1,10 +1,11 @@
-"""Request dependencies: the database session (committed before the answer), the caller,
-the job status cache."""
+"""Request dependencies: the Runtime, the database session (committed before the answer), the
+caller, the job service and the job status cache."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -13,13 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import Caller
 from app.api.authenticate import CHALLENGE, UNAUTHENTICATED, caller_of
-from app.service.jobs import JobPolicy, JobService, SourceAccountLookup
+from app.api.etags import IfNoneMatch, if_none_match_of
+from app.runtime import Runtime, runtime_of
+from app.service.jobs import JobService
 from app.service.status_cache import StatusCache
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+async def _runtime(request: Request) -> Runtime:
+    return runtime_of(request.app.state)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+
+
+async def _session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent."""
-    async with request.app.state.sessions() as session, session.begin():
+    async with runtime.sessions() as session, session.begin():
         yield session
 
 
@@ -51,26 +61,39 @@ Reader = Annotated[Caller, Depends(ScopedBearer("jobs:read"))]
 Writer = Annotated[Caller, Depends(ScopedBearer("jobs:write"))]
 
 
-async def _job_service(request: Request, session: SessionDep) -> JobService:
-    policy: JobPolicy = request.app.state.job_policy
-    own_account: SourceAccountLookup = request.app.state.own_account
-    return JobService(session, policy, own_account, request.app.state.progress_cache)
+async def _job_service(runtime: RuntimeDep, session: SessionDep) -> JobService:
+    return JobService(session, runtime.settings, runtime.own_account)
 
 
 JobServiceDep = Annotated[JobService, Depends(_job_service)]
 
 
 @asynccontextmanager
-async def job_service(request: Request) -> AsyncIterator[JobService]:
+async def job_service(runtime: Runtime) -> AsyncIterator[JobService]:
     """A JobService in its own transaction, for a route that needs the database only
     sometimes (a dependency would open the transaction for every request)."""
-    async with request.app.state.sessions() as session, session.begin():
-        yield await _job_service(request, session)
+    async with runtime.sessions() as session, session.begin():
+        yield JobService(session, runtime.settings, runtime.own_account)
 
 
-async def status_cache(request: Request) -> StatusCache:
-    cache: StatusCache = request.app.state.status_cache
-    return cache
+async def _status_cache(runtime: RuntimeDep) -> StatusCache:
+    return runtime.status_cache
 
 
-StatusCacheDep = Annotated[StatusCache, Depends(status_cache)]
+StatusCacheDep = Annotated[StatusCache, Depends(_status_cache)]
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """What the polled route needs, in one dependency: each dependency FastAPI resolves costs
+    about a tenth of that route's time (docs/performance.md)."""
+
+    runtime: Runtime
+    if_none_match: IfNoneMatch
+
+
+async def _poll(request: Request) -> Poll:
+    return Poll(runtime_of(request.app.state), if_none_match_of(request))
+
+
+PollDep = Annotated[Poll, Depends(_poll)]

@@ -10,11 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.text import echo
+from app.db.errors import CONNECTION_ERRORS, database_unavailable
 from app.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ async def _on_http_error(_request: Request, error: Exception) -> JSONResponse:
     return problem(error.status_code, str(error.detail), headers=headers)
 
 
-async def _on_database_down(_request: Request, error: Exception) -> JSONResponse:
+async def _on_database_error(request: Request, error: Exception) -> JSONResponse:
+    if not database_unavailable(error):
+        return await _on_unexpected(request, error)  # a bug, not an outage: never "try again"
     log.warning("database unavailable", extra={"error": type(error).__name__})
     return problem(
         503,
@@ -142,8 +144,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(ServiceError, _on_service_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    # OSError: what asyncpg raises, unwrapped, when it cannot reach the server at all (refused,
-    # reset, unreachable host or network, and TimeoutError when the server does not answer).
-    for database_error in (OperationalError, DBAPIError, PoolTimeoutError, OSError):
-        app.add_exception_handler(database_error, _on_database_down)
+    for database_error in (*CONNECTION_ERRORS, DBAPIError):
+        app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -1,29 +1,11 @@
-"""What a worker needs to know about a job to run it, and what the ledger knows of a share."""
+"""What the ledger knows of access a job gave: share rows and every way in to a key."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from app.domain.principals import Principal
-from app.domain.regions import partition_of
-from app.domain.types import Action, KmsAccess
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    job_id: str
-    action: Action
-    image_id: str
-    region: str
-    source_account_id: str
-    kms_access: KmsAccess
-    share_snapshots: bool
-    verify: bool
-    created_by: str = ""  # the token's name: SourceIdentity on every AssumeRole of the job
-
-    @property
-    def partition(self) -> str:
-        return partition_of(self.region)
+from app.domain.types import KmsAccess
 
 
 @dataclass(frozen=True, slots=True)

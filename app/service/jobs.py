@@ -31,7 +31,6 @@ from app.service.errors import (
     NotFoundError,
     UnavailableError,
 )
-from app.service.progress_cache import ProgressCache
 from app.service.requests import NewJob
 
 T = TypeVar("T")
@@ -39,26 +38,6 @@ T = TypeVar("T")
 MAX_TARGETS = 1000  # AWS shares one AMI with at most 1,000 accounts, orgs and OUs per Region
 
 SourceAccountLookup = Callable[[], Awaitable[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class JobPolicy:
-    """What the deployment allows (from Settings)."""
-
-    destination_role_configured: bool
-    allowed_destinations: DestinationGuardrail = ANY_DESTINATION
-    allowed_sources: SourceGuardrail = ANY_SOURCE
-    # Without a source role the service acts with its own credentials: in its own account only.
-    own_account_only: bool = False
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> JobPolicy:
-        return cls(
-            destination_role_configured=bool(settings.destination_role_name),
-            allowed_destinations=settings.allowed_destinations,
-            allowed_sources=settings.allowed_sources,
-            own_account_only=not settings.source_role_name,
-        )
 
 
 class Requester(Protocol):
@@ -103,15 +82,13 @@ class JobService:
     def __init__(
         self,
         session: AsyncSession,
-        policy: JobPolicy,
+        settings: Settings,
         own_account: SourceAccountLookup,
-        progress_cache: ProgressCache | None = None,
     ) -> None:
         self.session = session
         self.jobs = JobRepository(session)
-        self.policy = policy
+        self.settings = settings
         self.own_account = own_account
-        self.progress_cache = progress_cache or ProgressCache(max_jobs=0)
 
     async def create(
         self, request: NewJob, requester: Requester, idempotency_key: str | None
@@ -167,10 +144,7 @@ class JobService:
 
     async def get(self, job_id: str) -> JobWithProgress:
         job = await self._job(job_id)
-        progress = self.progress_cache.get(job.id, job.version)
-        if progress is None:
-            progress = (await self.jobs.progress([job.id]))[job.id]
-            self.progress_cache.put(job.id, job.version, progress)
+        progress = (await self.jobs.progress([job.id]))[job.id]
         return JobWithProgress(job, progress)
 
     async def list_jobs(
@@ -279,7 +253,7 @@ class JobService:
         if request.source_account_id is None:
             own = await self._own_account()
             return own, own
-        own_or_none = await self._own_account() if self.policy.own_account_only else None
+        own_or_none = await self._own_account() if self.settings.own_account_only else None
         return request.source_account_id, own_or_none
 
     async def _own_account(self) -> str:
@@ -298,20 +272,20 @@ class JobService:
                     "verify", "a revoke is not verified in the destinations; leave it unset"
                 )
             return False
-        if request.verify and not self.policy.destination_role_configured:
+        if request.verify and not self.settings.destination_role_configured:
             raise InvalidRequestError.of(
                 "verify",
                 "verification needs a destination role, and AMISHARE_DESTINATION_ROLE_NAME "
                 "is not set on this service",
             )
         if request.verify is None:
-            return self.policy.destination_role_configured
+            return self.settings.destination_role_configured
         return request.verify
 
     def _check_copy(self, request: NewJob) -> None:
         if request.copy is None:
             return
-        if not self.policy.destination_role_configured:
+        if not self.settings.destination_role_configured:
             raise InvalidRequestError.of(
                 "copy",
                 "copying into destinations needs a destination role, and "
@@ -329,7 +303,7 @@ class JobService:
         requester: Requester,
     ) -> list[FieldError]:
         field = "source_account_id"
-        if self.policy.own_account_only and source_account_id != own_account:
+        if self.settings.own_account_only and source_account_id != own_account:
             return [
                 FieldError(
                     field,
@@ -347,7 +321,7 @@ class JobService:
 
     def _source_refusal(self, source_account_id: str, requester: Requester) -> str | None:
         """Why this source account is not allowed (None: it is)."""
-        if not self.policy.allowed_sources.allows(source_account_id):
+        if not self.settings.allowed_sources.allows(source_account_id):
             return "not among this service's allowed source accounts"
         if not requester.sources.allows(source_account_id):
             return "not among this token's allowed source accounts"
@@ -358,7 +332,7 @@ class JobService:
     ) -> str | None:
         """Why this destination is not allowed (None: it is). The service's list guards what
         is given: taking access back from a destination it no longer allows is always fine."""
-        if action is Action.SHARE and not self.policy.allowed_destinations.allows(principal):
+        if action is Action.SHARE and not self.settings.allowed_destinations.allows(principal):
             return "not among this service's allowed destinations"
         if not requester.destinations.allows(principal):
             return "not among this token's allowed destinations"

@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from app.aws.gateway import AwsGateway
-from app.domain.access import JobSpec
+from app.config import Settings
 from app.domain.codes import JobErrorCode, JobFailedError, TargetErrorCode
-from app.domain.guardrails import JobGuardrails
+from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import Action, Step
 from app.worker.ports import JobRecorder, KeyLocks
-from app.worker.retry import RetryPolicy
-from app.worker.revoke import RevokeProcedure, RevokeSettings
-from app.worker.share import JobCancelledError, ProcedureSettings, ShareProcedure
-from app.worker.verification import Verifier, VerifySettings
+from app.worker.revoke import RevokeProcedure
+from app.worker.share import JobCancelledError, ShareProcedure
+from app.worker.verification import Verifier
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutorSettings:
-    target_concurrency: int
-    retry: RetryPolicy
-    verify_timeout: float
-    verify_initial_delay: float
-    guardrails: JobGuardrails = field(default_factory=JobGuardrails)
-
-
 class Executor:
-    def __init__(self, gateway: AwsGateway, locks: KeyLocks, settings: ExecutorSettings) -> None:
+    def __init__(self, gateway: AwsGateway, locks: KeyLocks, settings: Settings) -> None:
         self.gateway = gateway
         self.locks = locks
         self.settings = settings
@@ -40,7 +29,7 @@ class Executor:
         self, spec: JobSpec, targets: Sequence[Principal], recorder: JobRecorder
     ) -> JobFailedError | None:
         """Run the job's unfinished targets; a job-level failure is returned, not raised."""
-        guardrails = self.settings.guardrails
+        guardrails = self.settings.job_guardrails
         if not guardrails.allows_source(spec.source_account_id, spec.created_by):
             return JobFailedError(
                 JobErrorCode.SOURCE_NOT_ALLOWED,
@@ -77,24 +66,14 @@ class Executor:
         return None
 
     def _revoke(self, recorder: JobRecorder) -> RevokeProcedure:
-        settings = RevokeSettings(self.settings.target_concurrency, self.settings.retry)
-        return RevokeProcedure(self.gateway, self.locks, recorder, settings)
+        return RevokeProcedure(self.gateway, self.locks, recorder, self.settings)
 
     def _share(self, recorder: JobRecorder) -> ShareProcedure:
-        verifier = Verifier(
-            self.gateway,
-            recorder,
-            VerifySettings(
-                concurrency=self.settings.target_concurrency,
-                timeout=self.settings.verify_timeout,
-                initial_delay=self.settings.verify_initial_delay,
-                retry=self.settings.retry,
-            ),
-        )
+        verifier = Verifier(self.gateway, recorder, self.settings)
         return ShareProcedure(
             self.gateway,
             self.locks,
             recorder,
             verifier,
-            ProcedureSettings(self.settings.target_concurrency, self.settings.retry),
+            self.settings,
         )

@@ -14,16 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from app.aws.gateway import AwsGateway, ImageInfo, RoleSession
-from app.domain.access import JobSpec, ShareRecord
+from app.aws.gateway import AwsGateway, ImageInfo
+from app.config import Settings
+from app.domain.access import ShareRecord
 from app.domain.codes import JobErrorCode, JobFailedError
+from app.domain.job_spec import JobSpec
 from app.domain.key_policy import grantee_of
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.inspection import key_arns_of_image
 from app.worker.key_access import grants_to_revoke
 from app.worker.ports import JobRecorder, KeyLocks
-from app.worker.retry import RetryPolicy
+from app.worker.source import source_account
 from app.worker.steps import SourceSteps
 from app.worker.take_back import (
     ImageParts,
@@ -41,12 +43,6 @@ KEYS_LEFT_NOTE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RevokeSettings:
-    target_concurrency: int
-    retry: RetryPolicy
-
-
 @dataclass
 class Survey:
     """What AWS shows of these principals on the image, its snapshots and its keys."""
@@ -62,7 +58,7 @@ class RevokeProcedure:
         gateway: AwsGateway,
         locks: KeyLocks,
         recorder: JobRecorder,
-        settings: RevokeSettings,
+        settings: Settings,
     ) -> None:
         self.gateway = gateway
         self.locks = locks
@@ -72,13 +68,12 @@ class RevokeProcedure:
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         await self.recorder.start(targets)
         rows = await self.recorder.shares(targets)
-        session = RoleSession(spec.job_id, spec.created_by or None)
-        async with self.gateway.source(spec.source_account_id, spec.region, session) as source:
+        async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
             steps = SourceSteps(
                 source,
                 self.recorder,
                 self.locks,
-                self.settings.retry,
+                self.settings.retry_policy,
                 self.settings.target_concurrency,
                 spec.partition,
             )

@@ -15,19 +15,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.config import Settings
 from app.db.engine import SessionFactory, make_engine, make_session_factory
+from app.db.errors import CONNECTION_ERRORS, database_unavailable
 from app.db.job_targets import JobTargets
 from app.db.models import Job
 from app.db.queue import JobQueue
-from app.domain.access import JobSpec
 from app.domain.codes import JobErrorCode, JobFailedError
+from app.domain.job_spec import JobSpec
 from app.domain.outcome import final_job_status
 from app.domain.principals import principal_of
 from app.domain.types import Action, JobStatus, KmsAccess
@@ -36,18 +35,10 @@ from app.worker.executor import Executor
 from app.worker.sql_recorder import SqlJobRecorder
 
 log = logging.getLogger(__name__)
-DATABASE_ERRORS = (OperationalError, DBAPIError, PoolTimeoutError, OSError)
 RELEASE_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    max_jobs: int
-    lease_seconds: float
-    poll_interval: float
-    max_job_attempts: int
-    shutdown_grace: float
-    skip_locked: bool
+# Attempts a job gets when it keeps failing on an unexpected error (a bug): one more, then
+# InternalError, not MAX_JOB_ATTEMPTS claims blaming dead workers.
+UNEXPECTED_ERROR_ATTEMPTS = 2
 
 
 def new_worker_id() -> str:
@@ -82,7 +73,7 @@ class LeaseKeeper:
     On SQLite (one embedded worker, nobody to take a job over) it runs on the worker's loop.
     """
 
-    def __init__(self, sessions: SessionFactory, worker_id: str, settings: WorkerSettings) -> None:
+    def __init__(self, sessions: SessionFactory, worker_id: str, settings: Settings) -> None:
         self._sessions = sessions
         self._worker_id = worker_id
         self._skip_locked = settings.skip_locked
@@ -160,10 +151,11 @@ class LeaseKeeper:
             started = time.monotonic()
             try:
                 await self._renew(sessions)
-            except DATABASE_ERRORS as error:
-                log.warning("lease renewal failed", extra={"error": str(error)})
-            except Exception:
-                log.exception("lease renewal failed")
+            except Exception as error:
+                if not database_unavailable(error):
+                    log.exception("lease renewal failed unexpectedly")
+                else:
+                    log.warning("lease renewal failed", extra={"error": str(error)})
             took = time.monotonic() - started
             if took > self._interval:
                 # Leases are at risk: the database is slow or away (lease_seconds may be short).
@@ -203,7 +195,7 @@ class Worker:
         self,
         sessions: SessionFactory,
         executor: Executor,
-        settings: WorkerSettings,
+        settings: Settings,
         worker_id: str | None = None,
         on_finished: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -238,14 +230,18 @@ class Worker:
 
     async def _run(self, stop: asyncio.Event) -> None:
         log.info("worker started", extra={"worker_id": self.worker_id})
-        backoff = self.settings.poll_interval
+        backoff = self.settings.poll_interval_seconds
         while not stop.is_set():
             job: Job | None = None
-            if len(self._running) < self.settings.max_jobs:
+            if len(self._running) < self.settings.worker_max_jobs:
                 try:
                     job = await self._claim()
-                    backoff = self.settings.poll_interval
-                except DATABASE_ERRORS as error:
+                    backoff = self.settings.poll_interval_seconds
+                except Exception as error:
+                    if not database_unavailable(error):
+                        # A bug in claiming: stop the worker, loudly, rather than spin on it.
+                        log.exception("claiming a job failed unexpectedly; the worker stops")
+                        raise
                     log.warning("database unavailable; retrying", extra={"error": str(error)})
                     backoff = min(backoff * 2, 10.0)
             if job is not None and stop.is_set():
@@ -294,11 +290,30 @@ class Worker:
         except asyncio.CancelledError:
             await self._release(job.id)
             raise
-        except Exception:
-            log.exception("job interrupted; it will be retried", extra=extra)
-            await self._release(job.id)
+        except Exception as error:
+            await self._interrupted(job, error, extra)
         finally:
             self._leases.drop(job.id)
+
+    async def _interrupted(self, job: Job, error: Exception, extra: dict[str, object]) -> None:
+        """The database went away: the job is handed back and resumes. Anything else is a bug:
+        logged with its traceback, tried once more, then the job fails with InternalError."""
+        if database_unavailable(error):
+            log.warning("job interrupted: database unavailable; it will resume", extra=extra)
+            await self._release(job.id)
+            return
+        log.exception("job failed on an unexpected error", extra=extra)
+        if job.attempts < UNEXPECTED_ERROR_ATTEMPTS:
+            await self._release(job.id)
+            return
+        failure = JobFailedError(
+            JobErrorCode.INTERNAL_ERROR,
+            f"amishare failed on an unexpected error ({type(error).__name__}) in "
+            f"{job.attempts} attempts; it is logged with job {job.id}. Retry once it is fixed.",
+        )
+        self._leases.drop(job.id)
+        with contextlib.suppress(Exception):
+            await self._finish(job.id, failure)
 
     def _lease_lost(self, job_id: str, work: asyncio.Task[None]) -> None:
         """Another worker has the job now (our lease ran out): stop working on it."""
@@ -339,7 +354,7 @@ class Worker:
     async def _release(self, job_id: str) -> None:
         """Hand the job back for any worker to claim at once; if the database cannot be
         reached soon, its lease runs out instead (shutdown must not wait for the database)."""
-        with contextlib.suppress(*DATABASE_ERRORS):
+        with contextlib.suppress(*CONNECTION_ERRORS):
             async with asyncio.timeout(RELEASE_TIMEOUT_SECONDS), self.sessions.begin() as session:
                 queue = JobQueue(session, skip_locked=self.settings.skip_locked)
                 released = await queue.release(job_id, self.worker_id)
@@ -351,7 +366,7 @@ class Worker:
         tasks = list(self._running.values())
         if not tasks:
             return
-        _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        _done, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

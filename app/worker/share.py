@@ -14,15 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.aws.gateway import AwsGateway, RoleSession, SourceAccount
-from app.domain.access import JobSpec, ShareRecord, ShareUpdate
+from app.aws.gateway import AwsGateway, SourceAccount
+from app.config import Settings
+from app.domain.access import ShareRecord, ShareUpdate
 from app.domain.codes import JobFailedError
+from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.inspection import Inspection, inspect_image
 from app.worker.key_access import grant_key_access
 from app.worker.ports import JobRecorder, KeyLocks
-from app.worker.retry import RetryPolicy
+from app.worker.source import source_account
 from app.worker.steps import Rejected, SourceSteps
 from app.worker.take_back import (
     ImageParts,
@@ -40,12 +42,6 @@ SNAPSHOT_ORG_NOTE = (
 )
 CANCELLED_NOTE = "Cancelled before this destination was finished; changes made for it were undone."
 UNDONE_NOTE = "What this job had given it was taken back."
-
-
-@dataclass(frozen=True, slots=True)
-class ProcedureSettings:
-    target_concurrency: int
-    retry: RetryPolicy
 
 
 @dataclass
@@ -74,7 +70,7 @@ class ShareProcedure:
         locks: KeyLocks,
         recorder: JobRecorder,
         verifier: Verifier | None,
-        settings: ProcedureSettings,
+        settings: Settings,
     ) -> None:
         self.gateway = gateway
         self.locks = locks
@@ -87,7 +83,7 @@ class ShareProcedure:
             source,
             self.recorder,
             self.locks,
-            self.settings.retry,
+            self.settings.retry_policy,
             self.settings.target_concurrency,
             spec.partition,
         )
@@ -97,8 +93,7 @@ class ShareProcedure:
         before = await self.recorder.shares(targets)
         had_it = {p for p, r in before.items() if r.launch_permission and r.job_id != spec.job_id}
         flight = TargetsInFlight(list(targets), had_it)
-        session = RoleSession(spec.job_id, spec.created_by or None)
-        async with self.gateway.source(spec.source_account_id, spec.region, session) as source:
+        async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
             steps = self._steps(source, spec)
             found = await inspect_image(steps, spec.image_id)
             if spec.kms_access is KmsAccess.KEY_POLICY:

@@ -16,7 +16,8 @@ from app.db.events import EventLog
 from app.db.job_targets import JobTargets
 from app.db.ledger import KeyAccessLedger, ShareLedger, ShareScope, key_access_of, share_record
 from app.db.models import Job, JobEvent
-from app.domain.access import JobSpec, KeyAccess, ShareRecord, ShareUpdate
+from app.domain.access import KeyAccess, ShareRecord, ShareUpdate
+from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import Step
 

@@ -26,11 +26,12 @@ from app.domain.key_policy import (
     with_grantees,
 )
 from app.domain.principals import Principal
+from app.domain.retry import RetryPolicy
 from app.domain.types import Step
 from app.worker.batching import apply_isolating_rejects, chunked
 from app.worker.failures import source_failure
 from app.worker.ports import JobRecorder, KeyLocks
-from app.worker.retry import RetryPolicy, with_retries
+from app.worker.retry import with_retries
 
 T = TypeVar("T")
 SNAPSHOT_BATCH = 500  # ModifySnapshotAttribute takes at most 500 user IDs per call

@@ -10,23 +10,16 @@ from functools import partial
 
 from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.gateway import AwsGateway, DestinationAccount, RoleSession
-from app.domain.access import JobSpec
+from app.config import Settings
 from app.domain.codes import TargetErrorCode
+from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.logs import destination_context
 from app.worker.ports import JobRecorder
-from app.worker.retry import RetryPolicy, with_retries
+from app.worker.retry import with_retries
 
 log = logging.getLogger(__name__)
 NOT_VERIFIED_NOTE = "Not verified: an organization or OU has no single account to look from."
-
-
-@dataclass(frozen=True, slots=True)
-class VerifySettings:
-    concurrency: int
-    timeout: float
-    initial_delay: float
-    retry: RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +29,7 @@ class VerifyFailure:
 
 
 class Verifier:
-    def __init__(
-        self, gateway: AwsGateway, recorder: JobRecorder, settings: VerifySettings
-    ) -> None:
+    def __init__(self, gateway: AwsGateway, recorder: JobRecorder, settings: Settings) -> None:
         self.gateway = gateway
         self.recorder = recorder
         self.settings = settings
@@ -49,7 +40,7 @@ class Verifier:
         """(passed, failed, unchecked): `unchecked` are the destinations not looked at because
         the job was cancelled meanwhile. Failures are the caller's to record, once what the
         job gave those destinations has been taken back."""
-        bound = asyncio.Semaphore(self.settings.concurrency)
+        bound = asyncio.Semaphore(self.settings.target_concurrency)
         failed: dict[Principal, VerifyFailure] = {}
         unchecked: list[Principal] = []
         cancel = CancelWatch(self.recorder)
@@ -86,7 +77,7 @@ class Verifier:
     ) -> VerifyFailure | None:
         """Assume the destination role and look; a throttled or failing AssumeRole is retried
         within the step's budget like any other call."""
-        retry = self.settings.retry
+        retry = self.settings.retry_policy
         attempt = 0
         while True:
             try:
@@ -104,8 +95,8 @@ class Verifier:
         self, destination: DestinationAccount, image_id: str, key_arns: Sequence[str]
     ) -> VerifyFailure | None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.timeout
-        delay = self.settings.initial_delay
+        deadline = loop.time() + self.settings.verify_timeout_seconds
+        delay = self.settings.verify_initial_delay_seconds
         while True:
             missing = await self._missing(destination, image_id, key_arns)
             if not missing:
@@ -113,7 +104,8 @@ class Verifier:
             if loop.time() + delay > deadline:
                 return VerifyFailure(
                     TargetErrorCode.NOT_VISIBLE_IN_DESTINATION,
-                    f"After {self.settings.timeout:.0f}s account {destination.account_id} still "
+                    f"After {self.settings.verify_timeout_seconds:.0f}s account "
+                    f"{destination.account_id} still "
                     f"cannot see {missing}. Check the destination role's permissions, or retry: "
                     "AWS can take minutes to propagate.",
                 )
@@ -124,7 +116,7 @@ class Verifier:
         self, destination: DestinationAccount, image_id: str, key_arns: Sequence[str]
     ) -> str | None:
         """What the destination cannot see yet; the image and each key are asked at once."""
-        retry = self.settings.retry
+        retry = self.settings.retry_policy
         checks = [with_retries(retry, partial(destination.can_see_image, image_id))]
         checks += [with_retries(retry, partial(destination.can_use_key, k)) for k in key_arns]
         image_visible, *keys_usable = await asyncio.gather(*checks)

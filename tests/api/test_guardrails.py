@@ -21,7 +21,7 @@ from app.domain.types import Action, JobStatus, KmsAccess, TargetStatus
 from app.sandbox import seed
 from app.sandbox.aws_double import AwsDouble
 from app.service.errors import ConflictError, InvalidRequestError
-from app.service.jobs import JobPolicy, JobService
+from app.service.jobs import JobService
 from app.service.requests import NewJob
 from tests.api.test_auth import bearer, other_app
 from tests.conftest import (
@@ -74,8 +74,8 @@ def new_job(**changes: Any) -> NewJob:
     return NewJob(**(fields | changes))
 
 
-def policy(**settings: Any) -> JobPolicy:
-    return JobPolicy.from_settings(Settings(**settings))
+def policy(**settings: Any) -> Settings:
+    return Settings(**settings)
 
 
 def caller(**limits: Any) -> Caller:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 
-from app.api.deps import JobServiceDep, Reader, StatusCacheDep, Writer, job_service
+from app.api.deps import (
+    JobServiceDep,
+    PollDep,
+    Reader,
+    RuntimeDep,
+    StatusCacheDep,
+    Writer,
+    job_service,
+)
+from app.api.etags import OPENAPI_PARAMETER
 from app.api.fields import LabelFilterCheck
 from app.api.schemas import (
     EventOut,
@@ -46,29 +53,10 @@ IdempotencyKey = Annotated[
         description="The same key with the same body returns the first job (200).",
     ),
 ]
-IF_NONE_MATCH_MAX_LENGTH = 1024
-IF_NONE_MATCH_PARAMETER = {
-    "in": "header",
-    "name": "if-none-match",
-    "required": False,
-    "schema": {
-        "anyOf": [{"maxLength": IF_NONE_MATCH_MAX_LENGTH, "type": "string"}, {"type": "null"}],
-        "title": "If-None-Match",
-    },
-}
 PROBLEMS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
     for code in (401, 403, 404, 413, 422, 503)
 }
-# A version ETag, "v<digits>", in ASCII digits: str.isdigit() also takes '²', which int() refuses.
-VERSION_TAG = re.compile(r"v([0-9]+)")
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    candidates = [c.strip().removeprefix("W/") for c in if_none_match.split(",")]
-    return "*" in candidates or etag in candidates
 
 
 @router.post(
@@ -76,25 +64,24 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     status_code=202,
     response_model=JobOut,
     responses={200: {"model": JobOut, "description": "An earlier job with this key"}, **PROBLEMS},
-    summary="Queue a share job",
+    summary="Queue a share or revoke job",
 )
 async def create_job(
     body: JobCreate,
-    request: Request,
+    runtime: RuntimeDep,
     service: JobServiceDep,
     caller: Writer,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     found, created = await service.create(body.to_new_job(), caller, idempotency_key)
     if created:
-        request.app.state.metrics.jobs_created.labels(action=found.job.action).inc()
+        runtime.metrics.jobs_created.labels(action=found.job.action).inc()
     out = JobOut.of(found.job, found.progress)
-    wake = request.app.state.wake_worker
     return JSONResponse(
         out.model_dump(mode="json", by_alias=True),
         status_code=202 if created else 200,
         headers={"Location": f"/v1/jobs/{out.id}", "ETag": etag_of(found.job.version)},
-        background=BackgroundTask(wake) if created else None,
+        background=BackgroundTask(runtime.wake_worker) if created else None,
     )
 
 
@@ -103,69 +90,29 @@ async def create_job(
     response_model=JobOut,
     responses={304: {"description": "Not modified since the ETag given"}, **PROBLEMS},
     summary="One job, with its progress",
-    openapi_extra={"parameters": [IF_NONE_MATCH_PARAMETER]},
+    openapi_extra={"parameters": [OPENAPI_PARAMETER]},
 )
-async def get_job(
-    job_id: JobId,
-    request: Request,
-    _caller: Reader,
-) -> Response:
-    # This route is the one dashboards poll: the header and the cache are read here, not as
-    # FastAPI parameters and dependencies, which cost a fifth of its time.
-    if_none_match = _if_none_match(request)
-    cache: StatusCache = request.app.state.status_cache
+async def get_job(job_id: JobId, _caller: Reader, poll: PollDep) -> Response:
+    # The route dashboards poll: answered from the status cache while the job's version there
+    # is confirmed (app/service/status_cache.py), else read once for every poller.
+    cache, if_none_match = poll.runtime.status_cache, poll.if_none_match
     snapshot = cache.get(job_id)
-    if snapshot is not None and if_none_match == snapshot.etag:
-        return Response(status_code=304, headers={"ETag": snapshot.etag})  # the usual poll
-    if snapshot is None or _newest_asked(if_none_match) > snapshot.version:
+    if snapshot is None or if_none_match.newest_version > snapshot.version:
 
         async def read() -> tuple[int, bytes]:
-            async with job_service(request) as service:
+            async with job_service(poll.runtime) as service:
                 found = await service.get(job_id)
             return found.job.version, _render(JobOut.of(found.job, found.progress))
 
         snapshot = await cache.load(job_id, read)
-    return _job_answer(snapshot.version, snapshot.body, if_none_match)
-
-
-def _if_none_match(request: Request) -> str | None:
-    value = request.headers.get("if-none-match")
-    if value is not None and len(value) > IF_NONE_MATCH_MAX_LENGTH:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "string_too_long",
-                    "loc": ("header", "if-none-match"),
-                    "msg": f"String should have at most {IF_NONE_MATCH_MAX_LENGTH} characters",
-                    "input": value,
-                    "ctx": {"max_length": IF_NONE_MATCH_MAX_LENGTH},
-                }
-            ]
-        )
-    return value
-
-
-def _newest_asked(if_none_match: str | None) -> int:
-    """The highest job version an If-None-Match names (0 if none): a client that has seen a
-    newer version than the cached one is answered from the database."""
-    newest = 0
-    for candidate in (if_none_match or "").split(","):
-        version = VERSION_TAG.fullmatch(candidate.strip().removeprefix("W/").strip('"'))
-        if version is not None:
-            newest = max(newest, int(version[1]))
-    return newest
+    if if_none_match.matches(snapshot.etag):
+        return Response(status_code=304, headers={"ETag": snapshot.etag})
+    headers = {"ETag": snapshot.etag, "Cache-Control": "no-cache"}
+    return Response(snapshot.body, media_type="application/json", headers=headers)
 
 
 def _render(out: JobOut) -> bytes:
     return bytes(JSONResponse(out.model_dump(mode="json", by_alias=True)).body)
-
-
-def _job_answer(version: int, body: bytes, if_none_match: str | None) -> Response:
-    etag = etag_of(version)
-    if _matches(if_none_match, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("", response_model=JobPage, responses=PROBLEMS, summary="Jobs, newest first")
@@ -252,10 +199,14 @@ async def cancel_job(
     summary="Run a finished job's failed targets again",
 )
 async def retry_job(
-    job_id: JobId, request: Request, service: JobServiceDep, cache: StatusCacheDep, caller: Writer
+    job_id: JobId,
+    runtime: RuntimeDep,
+    service: JobServiceDep,
+    cache: StatusCacheDep,
+    caller: Writer,
 ) -> JSONResponse:
     found = await service.retry(job_id, caller)
-    return _changed(cache, found, status_code=202, then=request.app.state.wake_worker)
+    return _changed(cache, found, status_code=202, then=runtime.wake_worker)
 
 
 def _changed(

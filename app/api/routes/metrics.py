@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import SessionDep
-from app.metrics import Metrics
+from app.api.deps import RuntimeDep, SessionDep
 from app.service.gauges import refresh_gauges
 
 router = APIRouter(tags=["operations"])
@@ -18,7 +17,7 @@ router = APIRouter(tags=["operations"])
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
     summary="Prometheus metrics",
 )
-async def metrics(request: Request, session: SessionDep) -> Response:
-    registry: Metrics = request.app.state.metrics
+async def metrics(runtime: RuntimeDep, session: SessionDep) -> Response:
+    registry = runtime.metrics
     await refresh_gauges(session, registry)
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

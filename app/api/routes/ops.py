@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.api.deps import RuntimeDep
 from app.api.problems import problem
 from app.api.schemas import Health, Problem
 
@@ -25,9 +26,9 @@ async def healthz() -> Health:
     responses={503: {"model": Problem, "description": "The database does not answer"}},
     summary="The database answers",
 )
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     try:
-        async with asyncio.timeout(3), request.app.state.engine.connect() as connection:
+        async with asyncio.timeout(3), runtime.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception:
         return problem(503, "The database does not answer.", slug="unavailable")
