@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 import typer
@@ -22,6 +23,40 @@ def _settings() -> Settings:
     return settings
 
 
+NO_TOKENS_WARNING = "no API tokens are set (AMISHARE_API_TOKENS): every /v1 call will answer 401"
+
+
+def no_tokens_hint() -> str:
+    """What `serve` prints when no token is configured: how to set one (it makes none up)."""
+    example = (
+        '[{"name":"me","token":"<16+ random characters>","scopes":["jobs:read","jobs:write"]}]'
+    )
+    return "\n".join(
+        [
+            f"warning: {NO_TOKENS_WARNING}.",
+            "To call the API, start it again with a token (amishare serve, or make run):",
+            f"  export AMISHARE_API_TOKENS='{example}'",
+            "  make a token with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            '  ("sha256": "<its hex digest>" in place of "token" keeps the token out of the',
+            "  service's settings)",
+            "then call it with: AMISHARE_TOKEN=<the token> amishare jobs",
+        ]
+    )
+
+
+def warn_if_no_tokens(settings: Settings) -> None:
+    """Once, on stderr, before serving: a service without tokens says why it answers 401.
+    With JSON logs it is one log event, so that the stream stays one JSON object per line."""
+    if settings.api_tokens:
+        return
+    if settings.log_format == "json":
+        logging.getLogger("app.cli").warning(
+            "%s; set it to a JSON list of tokens (see README: Settings)", NO_TOKENS_WARNING
+        )
+    else:
+        typer.echo(no_tokens_hint(), err=True)
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
@@ -36,6 +71,7 @@ def serve(
     settings = _settings()
     upgrade(settings.database_url)
     app = create_app(settings, serving=True)
+    warn_if_no_tokens(settings)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 

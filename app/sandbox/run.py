@@ -428,16 +428,10 @@ def try_it_commands(info: SandboxInfo) -> list[tuple[str, str]]:
     ]
 
 
-def print_banner(info: SandboxInfo, console: Console) -> None:
-    """The URL, the token, the AMI IDs and commands to paste (never wrapped mid-command)."""
-    from rich.markup import escape
-    from rich.table import Table
-
+def banner_rows(info: SandboxInfo) -> list[tuple[str, str]]:
+    """(label, value) pairs of the banner: where the API is, the token and the demo's IDs."""
     images = info.images
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(no_wrap=True)
-    rows = [
+    return [
         ("API", f"{info.url}  (docs: {info.url}/docs)"),
         ("token", f"{info.token}  (jobs:read, jobs:write)"),
         ("AWS double", f"{info.aws_endpoint_url}  (fake credentials; nothing reaches AWS)"),
@@ -447,13 +441,24 @@ def print_banner(info: SandboxInfo, console: Console) -> None:
         ("AWS-managed AMI", f"{images.aws_managed.image_id}  (alias/aws/ebs: cannot be shared)"),
         ("unencrypted AMI", images.unencrypted.image_id),
     ]
+
+
+def print_banner(info: SandboxInfo, console: Console) -> None:
+    """The URL, the token, the AMI IDs and commands to paste. Every row is one line, printed
+    whole whatever the console's width (soft wrap: the terminal folds it, rich never cuts or
+    breaks it), so that IDs and commands copy as they are, also when the output is piped."""
+    from rich.markup import escape
+
+    rows = banner_rows(info)
+    width = max(len(name) for name, _ in rows) + 2
+    console.print("[bold green]amishare sandbox is running[/bold green]", soft_wrap=True)
     for name, value in rows:
-        table.add_row(name, escape(value))
-    console.print("[bold green]amishare sandbox is running[/bold green]")
-    console.print(table, soft_wrap=True)
-    console.print("\n[bold]Try it[/bold] (in another terminal):")
+        console.print(f"[bold]{escape(name.ljust(width))}[/bold]{escape(value)}", soft_wrap=True)
+    console.print("\n[bold]Try it[/bold] (in another terminal):", soft_wrap=True)
     for comment, command in try_it_commands(info):
         if comment:
-            console.print(f"[dim]# {escape(comment)}[/dim]")
+            console.print(f"[dim]# {escape(comment)}[/dim]", soft_wrap=True)
         console.print(escape(command), soft_wrap=True, highlight=False)
-    console.print("\nCtrl-C stops the sandbox; its database and AWS state are thrown away.")
+    console.print(
+        "\nCtrl-C stops the sandbox; its database and AWS state are thrown away.", soft_wrap=True
+    )

@@ -22,7 +22,14 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.sandbox import seed
-from app.sandbox.run import SandboxInfo, print_banner, sandbox_running
+from app.sandbox.run import (
+    SandboxImages,
+    SandboxInfo,
+    banner_rows,
+    print_banner,
+    sandbox_running,
+    try_it_commands,
+)
 
 AMISHARE = Path(sys.executable).parent / "amishare"
 READY_LINE = "Ctrl-C stops the sandbox"
@@ -109,6 +116,68 @@ def test_banner_has_the_url_token_images_and_commands_to_paste() -> None:
         assert value in text
     # Commands are never wrapped mid-line, so that they paste as they are.
     assert all(len(line) > 100 for line in text.splitlines() if line.startswith("curl -s -X"))
+
+
+def fake_info() -> SandboxInfo:
+    """What a sandbox would report, without starting one: IDs as long as the real ones."""
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/18f50389-8557-4c98-bbbc-4ab7577b4f02"
+
+    def image(image_id: str, key: str | None) -> seed.SeededImage:
+        return seed.SeededImage(image_id, ("snap-0a1b2c3d4e5f60718",), key)
+
+    return SandboxInfo(
+        url="http://127.0.0.1:48080",
+        token="sbx-D2u5rOpzDLvhHZrYJLHweFrAaxRABmgY",
+        region="us-east-1",
+        source_account_id="123456789012",
+        aws_endpoint_url="http://127.0.0.1:43355",
+        database_url="sqlite+aiosqlite:////tmp/amishare-sandbox.db",
+        images=SandboxImages(
+            key=seed.SeededKey(key_id=key_arn.rsplit("/", 1)[1], key_arn=key_arn),
+            encrypted=image("ami-2b26cb255eacecbdc", key_arn),
+            aws_managed=image("ami-023b8752c61e58b35", "arn:aws:kms:us-east-1:1:key/aws-ebs"),
+            unencrypted=image("ami-d0018662f90e1ab9f", None),
+        ),
+        double=None,  # type: ignore[arg-type]  (the banner never touches it)
+    )
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.parametrize(
+    "console_options",
+    [
+        pytest.param({"width": 40}, id="width-40"),
+        pytest.param({}, id="not-a-terminal"),
+        pytest.param({"width": 40, "force_terminal": True}, id="narrow-terminal"),
+    ],
+)
+def test_banner_rows_and_ids_are_never_cut_or_wrapped(console_options: dict[str, object]) -> None:
+    info = fake_info()
+    out = io.StringIO()
+
+    print_banner(info, Console(file=out, **console_options))  # type: ignore[arg-type]
+
+    lines = [ANSI.sub("", line).rstrip() for line in out.getvalue().splitlines()]
+    assert not any("…" in line for line in lines)
+    width = max(len(name) for name, _ in banner_rows(info)) + 2
+    for name, value in banner_rows(info):  # each row whole, on one line, label and value
+        assert name.ljust(width) + value in lines
+    images = info.images
+    ids = [
+        info.url,
+        info.token,
+        info.aws_endpoint_url,
+        images.key.key_arn,
+        images.encrypted.image_id,
+        images.aws_managed.image_id,
+        images.unencrypted.image_id,
+    ]
+    for value in ids:
+        assert any(value in line for line in lines), value
+    for _, command in try_it_commands(info):  # commands paste as they are
+        assert command in lines
 
 
 @pytest.fixture

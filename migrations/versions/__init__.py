@@ -1,0 +1,1 @@
+"""The migration scripts (Alembic reads them as files and skips this one)."""
