@@ -6,16 +6,15 @@ WORKDIR /src
 RUN python -m venv /opt/amishare
 COPY pyproject.toml constraints.txt README.md ./
 COPY app ./app
+COPY migrations ./migrations
 RUN /opt/amishare/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/amishare/bin/pip install --no-cache-dir -c constraints.txt .
 
 FROM python:3.11-slim AS runtime
 RUN useradd --system --uid 10001 --home-dir /srv/amishare --create-home amishare
 COPY --from=build /opt/amishare /opt/amishare
-COPY migrations /srv/amishare/migrations
 ENV PATH=/opt/amishare/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    AMISHARE_MIGRATIONS_DIR=/srv/amishare/migrations \
     AMISHARE_DATABASE_URL=sqlite+aiosqlite:////srv/amishare/data/amishare.db \
     AMISHARE_LOG_FORMAT=json
 WORKDIR /srv/amishare

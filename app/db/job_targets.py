@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.db.models import Job, JobTarget
+from app.db.queue import held_by
 from app.db.types import utcnow
-from app.domain.types import JobStatus, Step, TargetStatus
+from app.domain.types import Step, TargetStatus
 
 _UNFINISHED = (TargetStatus.PENDING.value, TargetStatus.RUNNING.value)
 
@@ -86,11 +87,7 @@ class JobTargets:
         if principals is not None and not principals:
             return
         now = utcnow()
-        still_ours = exists().where(
-            col(Job.id) == self.job_id,
-            col(Job.worker_id) == self.worker_id,
-            col(Job.status) == JobStatus.RUNNING,
-        )
+        still_ours = exists().where(col(Job.id) == self.job_id, held_by(self.worker_id))
         statement = (
             update(JobTarget)
             .where(col(JobTarget.job_id) == self.job_id, still_ours)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -19,6 +19,12 @@ from app.db.types import utcnow
 from app.domain.types import JobStatus
 
 _UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def held_by(worker_id: str) -> ColumnElement[bool]:
+    """The job is running and still this worker's: the guard of every write a worker makes, so
+    that one whose lease ran out (the job was taken over) changes nothing any more."""
+    return and_(col(Job.worker_id) == worker_id, col(Job.status) == JobStatus.RUNNING)
 
 
 class JobQueue:
@@ -82,20 +88,6 @@ class JobQueue:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def renew_lease(self, job_id: str, worker_id: str, lease: timedelta) -> bool:
-        """False when the job is no longer this worker's: it must stop working on it."""
-        statement = (
-            update(Job)
-            .where(
-                col(Job.id) == job_id,
-                col(Job.worker_id) == worker_id,
-                col(Job.status) == JobStatus.RUNNING,
-            )
-            .values(lease_expires_at=utcnow() + lease)
-        )
-        result = await self.session.execute(statement)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
     async def renew_leases(
         self, job_ids: Sequence[str], worker_id: str, lease: timedelta
     ) -> set[str]:
@@ -104,11 +96,7 @@ class JobQueue:
             return set()
         statement = (
             update(Job)
-            .where(
-                col(Job.id).in_(list(job_ids)),
-                col(Job.worker_id) == worker_id,
-                col(Job.status) == JobStatus.RUNNING,
-            )
+            .where(col(Job.id).in_(list(job_ids)), held_by(worker_id))
             .values(lease_expires_at=utcnow() + lease)
             .returning(col(Job.id))
             .execution_options(synchronize_session=False)
@@ -136,11 +124,7 @@ class JobQueue:
         now = utcnow()
         statement = (
             update(Job)
-            .where(
-                col(Job.id) == job_id,
-                col(Job.worker_id) == worker_id,
-                col(Job.status) == JobStatus.RUNNING,
-            )
+            .where(col(Job.id) == job_id, held_by(worker_id))
             .values(
                 status=status,
                 finished_at=now,

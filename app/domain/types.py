@@ -36,10 +36,6 @@ class TargetStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    @property
-    def is_finished(self) -> bool:
-        return self in (TargetStatus.SUCCEEDED, TargetStatus.FAILED, TargetStatus.CANCELLED)
-
 
 class Step(StrEnum):
     """Where a target is, in share order (a revoke runs the AWS steps backwards)."""

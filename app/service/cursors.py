@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from app.service.errors import InvalidRequestError
+
+T = TypeVar("T")
 
 
 def encode_cursor(value: Any) -> str:
@@ -39,3 +43,17 @@ def decode_cursor(cursor: str | None, expect: type) -> Any:
     if isinstance(value, int) and not 0 <= value <= _MAX_INT:
         raise not_a_cursor()
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def page_of(rows: Sequence[T], limit: int, position: Callable[[T], Any]) -> Page[T]:
+    """A page from `limit + 1` rows read: the extra row only says that there are more, and the
+    cursor is the position of the page's last row."""
+    items = list(rows[:limit])
+    more = len(rows) > limit and bool(items)
+    return Page(items, encode_cursor(position(items[-1])) if more else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,7 @@ from app.domain.guardrails import (
 )
 from app.domain.principals import Principal, principal_of
 from app.domain.types import Action, JobStatus, KmsAccess, PrincipalType, Step, TargetStatus
-from app.service.cursors import decode_cursor, encode_cursor
+from app.service.cursors import Page, decode_cursor, page_of
 from app.service.errors import (
     ConflictError,
     FieldError,
@@ -70,12 +70,6 @@ def _requester(caller: Requester | None) -> Requester:
 class JobWithProgress:
     job: Job
     progress: Progress
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_cursor: str | None
 
 
 class JobService:
@@ -151,22 +145,18 @@ class JobService:
         self, filters: JobFilter, limit: int, cursor: str | None
     ) -> Page[JobWithProgress]:
         before = decode_cursor(cursor, int)
-        jobs = list(await self.jobs.newest_first(filters, limit + 1, before))
-        more = len(jobs) > limit
-        jobs = jobs[:limit]
-        progress = await self.jobs.progress([j.id for j in jobs])
-        next_cursor = encode_cursor(jobs[-1].seq) if more else None
-        return Page([JobWithProgress(j, progress[j.id]) for j in jobs], next_cursor)
+        jobs = page_of(await self.jobs.newest_first(filters, limit + 1, before), limit, _seq)
+        progress = await self.jobs.progress([j.id for j in jobs.items])
+        items = [JobWithProgress(j, progress[j.id]) for j in jobs.items]
+        return Page(items, jobs.next_cursor)
 
     async def targets(
         self, job_id: str, status: str | None, limit: int, cursor: str | None
     ) -> Page[JobTarget]:
         after = decode_cursor(cursor, int)
         await self._job(job_id)
-        rows = list(await self.jobs.targets(job_id, status, limit + 1, after))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(rows, encode_cursor(rows[-1].position) if more else None)
+        rows = await self.jobs.targets(job_id, status, limit + 1, after)
+        return page_of(rows, limit, lambda target: target.position)
 
     async def cancel(self, job_id: str) -> JobWithProgress:
         """A queued job is cancelled now; a running one at its next step boundary, where what
@@ -224,10 +214,8 @@ class JobService:
     async def events(self, job_id: str, limit: int, cursor: str | None) -> Page[JobEvent]:
         after = decode_cursor(cursor, int)
         await self._job(job_id)
-        rows = list(await EventLog(self.session).page(job_id, limit + 1, after))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(rows, encode_cursor(rows[-1].id) if more else None)
+        rows = await EventLog(self.session).page(job_id, limit + 1, after)
+        return page_of(rows, limit, lambda event: event.id)
 
     async def _job(self, job_id: str) -> Job:
         job = await self.jobs.get(job_id)
@@ -397,3 +385,8 @@ def _fresh_progress(total: int) -> Progress:
     progress: Progress = Progress()
     progress[TargetStatus.PENDING] = total
     return progress
+
+
+def _seq(job: Job) -> int:
+    assert job.seq is not None  # a stored job
+    return job.seq

@@ -9,8 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.ledger import KeyAccessLedger, ShareFilter, ShareLedger
 from app.db.models import KeyAccessRow, Share
-from app.service.cursors import decode_cursor, encode_cursor, not_a_cursor
-from app.service.jobs import Page
+from app.service.cursors import Page, decode_cursor, not_a_cursor, page_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +30,15 @@ class ShareService:
         after = decode_cursor(cursor, tuple)
         if after is not None and len(after) != 3:
             raise not_a_cursor()
-        rows = list(await self.ledger.page(filters, limit + 1, after))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if rows else None
-        next_cursor = (
-            encode_cursor([last.image_id, last.region, last.principal]) if more and last else None
+        page = page_of(
+            await self.ledger.page(filters, limit + 1, after),
+            limit,
+            lambda share: [share.image_id, share.region, share.principal],
         )
+        rows = page.items
         keys = sorted({key for row in rows for key in row.kms_key_ids})
         found = await self.key_access.of_keys(keys, sorted({row.principal for row in rows}))
         by_principal: dict[str, list[KeyAccessRow]] = {}
         for access in found:
             by_principal.setdefault(access.principal, []).append(access)
-        return SharePage(Page(rows, next_cursor), by_principal)
+        return SharePage(page, by_principal)

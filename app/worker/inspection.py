@@ -45,12 +45,7 @@ async def inspect_image(steps: SourceReader, image_id: str) -> Inspection:
             JobErrorCode.IMAGE_NOT_FOUND,
             f"{image_id} does not exist in account {source.account_id} in this region.",
         )
-    if image.owner_id != source.account_id:
-        raise JobFailedError(
-            JobErrorCode.IMAGE_NOT_OWNED,
-            f"{image_id} is owned by {image.owner_id}, not by the source account "
-            f"{source.account_id}; only the owner can share it.",
-        )
+    require_owner(image, source.account_id, "share it")
     if image.state != "available":
         raise JobFailedError(
             JobErrorCode.IMAGE_NOT_AVAILABLE,
@@ -71,6 +66,16 @@ async def inspect_image(steps: SourceReader, image_id: str) -> Inspection:
             "customer managed KMS key (CopyImage with KmsKeyId) and share the copy.",
         )
     return Inspection(image, tuple(snapshots), tuple(keys))
+
+
+def require_owner(image: ImageInfo, account_id: str, to_do: str) -> None:
+    """Only the image's owner can change who may use it."""
+    if image.owner_id != account_id:
+        raise JobFailedError(
+            JobErrorCode.IMAGE_NOT_OWNED,
+            f"{image.image_id} is owned by {image.owner_id}, not by the source account "
+            f"{account_id}; only the owner can {to_do}.",
+        )
 
 
 async def _snapshots_and_keys(

@@ -17,12 +17,11 @@ from functools import partial
 from app.aws.gateway import AwsGateway, ImageInfo
 from app.config import Settings
 from app.domain.access import ShareRecord
-from app.domain.codes import JobErrorCode, JobFailedError
 from app.domain.job_spec import JobSpec
 from app.domain.key_policy import grantee_of
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
-from app.worker.inspection import key_arns_of_image
+from app.worker.inspection import key_arns_of_image, require_owner
 from app.worker.key_access import grants_to_revoke
 from app.worker.ports import JobRecorder, KeyLocks
 from app.worker.source import source_account
@@ -78,12 +77,8 @@ class RevokeProcedure:
                 spec.partition,
             )
             image = await steps.read(lambda: source.describe_image(spec.image_id))
-            if image is not None and image.owner_id != source.account_id:
-                raise JobFailedError(
-                    JobErrorCode.IMAGE_NOT_OWNED,
-                    f"{spec.image_id} is owned by {image.owner_id}, not by the source account "
-                    f"{source.account_id}; only the owner can revoke its sharing.",
-                )
+            if image is not None:
+                require_owner(image, source.account_id, "revoke its sharing")
             parts = await self._parts(steps, spec, image, rows)
             survey = await self._survey(steps, parts, targets)
             never = [p for p in targets if p not in rows and p not in survey.found]

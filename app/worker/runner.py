@@ -216,10 +216,6 @@ class Worker:
         """A job was queued: look now rather than at the next poll."""
         self._wake.set()
 
-    @property
-    def running_jobs(self) -> int:
-        return len(self._running)
-
     async def run(self, stop: asyncio.Event) -> None:
         self._leases.start()
         try:
