@@ -40,9 +40,10 @@ test: lint typecheck pytest ## Install, lint, type-check and run every test (SQL
 openapi: install ## Regenerate the committed OpenAPI spec
 	$(BIN)/python scripts/export_openapi.py
 
-bench: install ## Fan-out, polling, intake and memory benchmarks (prints tables; minutes)
+bench: install ## Fan-out, polling, intake, memory and event-loop benchmarks (prints tables; minutes)
 	$(BIN)/python -m bench.fanout --latency-ms $(or $(LATENCY_MS),50)
 	$(BIN)/python -m bench.service_load
+	$(BIN)/python -m bench.loop_stall
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache amishare.db*

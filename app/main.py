@@ -89,8 +89,9 @@ def _problems_as_problem_json(spec: dict[str, Any]) -> None:
 
 
 def _start_background(runtime: Runtime) -> list[asyncio.Task[None]]:
-    """The embedded worker, and the refresher that keeps remembered job answers confirmed."""
-    tasks: list[asyncio.Task[None]] = []
+    """The embedded worker, the refresher that keeps remembered job answers confirmed, and the
+    event loop's watch."""
+    tasks = [asyncio.create_task(runtime.watch_event_loop(), name="event loop watch")]
     if runtime.worker is not None:
         tasks.append(asyncio.create_task(runtime.worker.run(runtime.stop), name="embedded worker"))
     cache = runtime.status_cache
@@ -106,9 +107,9 @@ def _start_background(runtime: Runtime) -> list[asyncio.Task[None]]:
 
 
 async def _stop_background(tasks: list[asyncio.Task[None]]) -> None:
-    """The worker drains (it watches `stop`); the refresher has nothing to finish."""
+    """The worker drains (it watches `stop`); the others have nothing to finish."""
     for task in tasks:
-        if task.get_name() == "job status cache":
+        if task.get_name() != "embedded worker":
             task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from app.domain.types import JobStatus, TargetStatus
 
 AWS_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LOOP_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
@@ -17,6 +18,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._loop_lag_max = 0.0
         self.aws_calls = Counter(
             "amishare_aws_calls",
             "AWS API calls made, by API and outcome ('ok' or the AWS error code).",
@@ -56,6 +58,24 @@ class Metrics:
             "Jobs held by a worker under a lease that has not run out.",
             registry=self.registry,
         )
+
+        self.loop_lag = Histogram(
+            "amishare_event_loop_lag_seconds",
+            "How late the process's event loop ran a timer: time it was held by other work.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_lag_max = Gauge(
+            "amishare_event_loop_lag_max_seconds",
+            "The longest the event loop has been held since the process started.",
+            registry=self.registry,
+        )
+
+    def observe_loop_lag(self, seconds: float) -> None:
+        self.loop_lag.observe(seconds)
+        if seconds > self._loop_lag_max:
+            self._loop_lag_max = seconds
+            self.loop_lag_max.set(seconds)
 
     def observe_aws_call(self, api: str, outcome: str, seconds: float) -> None:
         self.aws_calls.labels(api=api, outcome=outcome).inc()

@@ -32,6 +32,7 @@ from app.worker.runner import Worker
 
 log = logging.getLogger(__name__)
 DISPOSE_TIMEOUT_SECONDS = 5.0
+LOOP_WATCH_SECONDS = 0.1
 
 
 @dataclass
@@ -51,6 +52,15 @@ class Runtime:
         """A job was queued: an embedded worker looks now rather than at its next poll."""
         if self.worker is not None:
             self.worker.wake()
+
+    async def watch_event_loop(self, interval: float = LOOP_WATCH_SECONDS) -> None:
+        """Until `stop`: how late the loop wakes this task, into the metrics (a held loop
+        delays every request, lease renewal and AWS call of the process)."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            started = loop.time()
+            await asyncio.sleep(interval)
+            self.metrics.observe_loop_lag(max(0.0, loop.time() - started - interval))
 
     async def own_account(self) -> str:
         """The account of the service's own credentials: a job's default source."""

@@ -37,6 +37,15 @@ def identify(scope: Scope) -> Caller | None:
     return runtime.tokens.identify(token) if runtime is not None else None
 
 
+def scope_for(method: str) -> str:
+    """GET (and HEAD) routes need jobs:read; every other method needs jobs:write."""
+    return "jobs:read" if method in ("GET", "HEAD") else "jobs:write"
+
+
+def lacks_scope(scope: str) -> str:
+    return f"This token lacks the '{scope}' scope."
+
+
 def caller_of(scope: Scope) -> Caller | None:
     """The caller Authenticate put in this request's state (None outside /v1)."""
     state: dict[str, object] = scope.get("state", {})
@@ -59,6 +68,12 @@ class Authenticate:
         caller = identify(scope)
         if caller is None:
             await problem(401, UNAUTHENTICATED, headers=CHALLENGE)(scope, receive, send)
+            return
+        # The scope a method needs is checked here too, before the body is read: a token that
+        # may not write gets 403 whatever it sends (the routes check it again).
+        needed = scope_for(scope.get("method", "GET"))
+        if needed not in caller.scopes:
+            await problem(403, lacks_scope(needed))(scope, receive, send)
             return
         # A copy: a server may hand every request the same lifespan state.
         scope["state"] = {**scope.get("state", {}), CALLER: caller}

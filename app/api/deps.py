@@ -13,7 +13,7 @@ from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import Caller
-from app.api.authenticate import CHALLENGE, UNAUTHENTICATED, caller_of
+from app.api.authenticate import CHALLENGE, UNAUTHENTICATED, caller_of, lacks_scope
 from app.api.etags import IfNoneMatch, if_none_match_of
 from app.runtime import Runtime, runtime_of
 from app.service.jobs import JobService
@@ -53,7 +53,7 @@ class ScopedBearer(HTTPBearer):
         if caller is None:  # a route outside /v1, where Authenticate does not run
             raise HTTPException(401, UNAUTHENTICATED, headers=CHALLENGE)
         if self.scope not in caller.scopes:
-            raise HTTPException(403, f"This token lacks the '{self.scope}' scope.")
+            raise HTTPException(403, lacks_scope(self.scope))
         return caller
 
 

@@ -19,6 +19,8 @@ from app.service.errors import ServiceError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+# What a 503 says to a client: the cause (the database, AWS) is expected back shortly.
+RETRY_AFTER = {"Retry-After": "5"}
 # A 422 for a huge body stays small: this many field errors at most, each message this long.
 MAX_FIELD_ERRORS = 50
 MAX_MESSAGE_LENGTH = 300
@@ -106,6 +108,7 @@ async def _on_service_error(_request: Request, error: Exception) -> JSONResponse
         slug=error.slug,
         title=error.title,
         errors=errors if error.status == 422 else None,
+        headers=RETRY_AFTER if error.status == 503 else None,
     )
 
 
@@ -131,7 +134,7 @@ async def _on_database_error(request: Request, error: Exception) -> JSONResponse
         503,
         "The database is unavailable; nothing was changed. Try again shortly.",
         slug="unavailable",
-        headers={"Retry-After": "5"},
+        headers=RETRY_AFTER,
     )
 
 

@@ -144,7 +144,7 @@ class BotoAwsGateway:
         self, account_id: str, region: str, session: RoleSession | None = None
     ) -> AsyncIterator[SourceAccount]:
         if self._source_role_name:
-            role = await self._role(account_id, self._source_role_name, session)
+            role = await self._role(account_id, region, self._source_role_name, session)
             with acting_as(role):
                 yield BotoSourceAccount(
                     account_id, region, _RegionOf(self._role_clients, region), self._calls
@@ -159,7 +159,7 @@ class BotoAwsGateway:
     ) -> AsyncIterator[DestinationAccount]:
         if not self._destination_role_name:
             raise ValueError("AMISHARE_DESTINATION_ROLE_NAME is not set")
-        role = await self._role(account_id, self._destination_role_name, session)
+        role = await self._role(account_id, region, self._destination_role_name, session)
         # Shared clients signing as this role within this task: no client built per destination.
         with acting_as(role):
             yield BotoDestinationAccount(
@@ -211,22 +211,22 @@ class BotoAwsGateway:
         return await self._own(self._default_region).sts()
 
     async def _role(
-        self, account_id: str, role_name: str, session: RoleSession | None
+        self, account_id: str, region: str, role_name: str, session: RoleSession | None
     ) -> RoleCredentials:
         """The role's credentials, assumed again whenever they run out."""
 
         async def assume() -> Credentials:
-            return await self._assume_role(account_id, role_name, session)
+            return await self._assume_role(account_id, region, role_name, session)
 
         return RoleCredentials(assume, await assume())
 
     async def _assume_role(
-        self, account_id: str, role_name: str, session: RoleSession | None
+        self, account_id: str, region: str, role_name: str, session: RoleSession | None
     ) -> Credentials:
         """Credentials of `role_name` in `account_id`, always assumed from the service's own.
         The session name and SourceIdentity tie every call in CloudTrail to the job."""
         request: AssumeRoleRequestTypeDef = {
-            "RoleArn": role_arn(account_id, role_name),
+            "RoleArn": role_arn(account_id, role_name, partition_of(region)),
             "RoleSessionName": session.name if session else DEFAULT_SESSION_NAME,
         }
         if session is not None and session.source_identity and self._source_identity:

@@ -51,8 +51,8 @@ def client_config(*, max_pool_connections: int = 64) -> AioConfig:
     )
 
 
-def role_arn(account_id: str, role_name: str) -> str:
-    return f"arn:aws:iam::{account_id}:role/{role_name}"
+def role_arn(account_id: str, role_name: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:iam::{account_id}:role/{role_name}"
 
 
 def call_error(operation: str, error: ClientError) -> AwsCallError:

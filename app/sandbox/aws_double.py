@@ -21,6 +21,7 @@ HTTP control endpoints (never AWS paths), all JSON:
     PUT    /_amishare/faults               replace it (fields of FaultConfig; missing = default)
     GET    /_amishare/unknown-accounts     accounts that "do not exist"
     PUT    /_amishare/unknown-accounts     replace them (JSON list of account IDs)
+    PUT    /_amishare/accounts             open accounts ({"accounts": [...], "region": "…"})
     POST   /_amishare/reset                moto state, requests, faults, unknown accounts
 
 Faults: `latency_ms` delays every AWS call. `throttle_rate` (0..1) answers mutating calls (or

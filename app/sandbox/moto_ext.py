@@ -39,10 +39,11 @@ Choices worth knowing (see also the project's AWS notes, docs/aws.md):
   env var AMISHARE_DOUBLE_UNKNOWN_ACCOUNTS (read at import and at the first `install()`). They
   are refused when added (key policy, grant, launch or create-volume permission); removing an
   account's permissions always works, so a revoke after an account was closed succeeds.
-- Beyond the brief's list, because the service relies on them: CreateGrant is idempotent by
-  Name (same parameters: same grant), only the owner may modify/describe/reset an AMI's
-  attributes once patch 4 makes shared AMIs visible, an encrypted snapshot cannot be made public
-  and an aws/ebs-encrypted snapshot cannot be shared with accounts.
+- Beyond what moto lacks outright, because the service relies on them: CreateGrant is
+  idempotent by Name (same parameters: same grant), only the owner may modify/describe/reset
+  an AMI's attributes once shared AMIs are visible to others (`_describe_images`), an
+  encrypted snapshot cannot be made public and an aws/ebs-encrypted snapshot cannot be shared
+  with accounts.
 
 Rejections and the error codes chosen ([doc] AWS documentation or botocore model, [seen] seen
 from AWS or an AWS-compatible API in public sources, [guess] not confirmed):

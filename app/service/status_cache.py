@@ -2,7 +2,7 @@
 to be the job's version in the database as of at most `max_age` seconds ago.
 
 Dashboards poll a job many times a second while it changes a few times a second at most. One
-query every `max_age / 2` seconds checks the versions of every remembered job at once
+query every `max_age / 3` seconds checks the versions of every remembered job at once
 (`SELECT id, version … WHERE id IN …`), so a poll needs no database round trip of its own.
 What a poller can see is therefore at most `max_age` behind the database; a change made
 through this process (cancel, retry) forgets the job's answer at once, and a client whose

@@ -16,4 +16,8 @@ async def run_worker(settings: Settings, *, install_signal_handlers: bool) -> No
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, runtime.stop.set)
         assert runtime.worker is not None
-        await runtime.worker.run(runtime.stop)
+        watch = asyncio.create_task(runtime.watch_event_loop(), name="event loop watch")
+        try:
+            await runtime.worker.run(runtime.stop)
+        finally:
+            watch.cancel()

@@ -11,16 +11,13 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.config import Settings
-from app.db.engine import SessionFactory, make_engine, make_session_factory
+from app.db.engine import SessionFactory
 from app.db.errors import CONNECTION_ERRORS, database_unavailable
 from app.db.job_targets import JobTargets
 from app.db.models import Job
@@ -63,14 +60,10 @@ class LeaseKeeper:
     """Keeps the leases of a worker's running jobs: one UPDATE for all of them every third of
     a lease, and a callback for each job found to be someone else's now.
 
-    On PostgreSQL it runs on a thread of its own, with its own event loop and connection. A job's
-    own work can hold the worker's event loop for seconds (botocore loads service models and
-    builds clients synchronously: seconds on a busy machine); a heartbeat that waits for that loop
-    lets the lease run out under a live worker, a second worker claims the job and both run it,
-    again and again until the job fails with TooManyAttempts. The thread gets the interpreter
-    within its switch interval whatever the loop does. It still stops renewing when the worker's
-    loop has not run for `max_stall` seconds, so that a hung worker loses its jobs.
-    On SQLite (one embedded worker, nobody to take a job over) it runs on the worker's loop.
+    It runs on the worker's event loop. The loop is held for well under a second even by a job
+    with 1,000 destinations, because the AWS clients are built at start (bench/loop_stall.py,
+    docs/performance.md), so a renewal is never late by more than that; a hung loop renews
+    nothing, and its worker loses its jobs as it should.
     """
 
     def __init__(self, sessions: SessionFactory, worker_id: str, settings: Settings) -> None:
@@ -79,78 +72,38 @@ class LeaseKeeper:
         self._skip_locked = settings.skip_locked
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._interval = settings.lease_seconds / 3
-        self.max_stall = max(60.0, 3 * settings.lease_seconds)
         self._held: dict[str, Callable[[], None]] = {}
-        self._guard = threading.Lock()
-        self._worker_loop: asyncio.AbstractEventLoop | None = None
-        self._loop_seen_at = time.monotonic()
-        self._thread: threading.Thread | None = None
-        self._own_loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def hold(self, job_id: str, on_lost: Callable[[], None]) -> None:
-        """Keep this job's lease; `on_lost` runs on the worker's loop if the job is lost."""
-        with self._guard:
-            self._held[job_id] = on_lost
-            self._loop_seen_at = time.monotonic()
+        """Keep this job's lease; `on_lost` runs if the job turns out to be another's."""
+        self._held[job_id] = on_lost
 
     def drop(self, job_id: str) -> None:
-        with self._guard:
-            self._held.pop(job_id, None)
+        self._held.pop(job_id, None)
 
     def holds(self, job_id: str) -> bool:
-        with self._guard:
-            return job_id in self._held
+        return job_id in self._held
 
     def start(self) -> None:
-        self._worker_loop = asyncio.get_running_loop()
-        engine = self._sessions.kw.get("bind")
-        if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
-            url = engine.url.render_as_string(hide_password=False)
-            started = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run_thread, args=(url, started), name="lease-keeper", daemon=True
-            )
-            self._thread.start()
-            started.wait(timeout=10)
-        else:
-            self._stop = asyncio.Event()
-            self._task = asyncio.create_task(self._renew_forever(self._sessions, self._stop))
+        self._task = asyncio.create_task(self._renew_forever(), name="lease keeper")
 
     async def stop(self) -> None:
-        if self._task is not None and self._stop is not None:
-            self._stop.set()
+        self._stop.set()
+        if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._thread is not None:
-            if self._own_loop is not None and self._stop is not None:
-                with contextlib.suppress(RuntimeError):  # its loop already ended
-                    self._own_loop.call_soon_threadsafe(self._stop.set)
-            await asyncio.to_thread(self._thread.join, 5)
 
-    def _run_thread(self, url: str, started: threading.Event) -> None:
-        async def main() -> None:
-            self._own_loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            started.set()
-            engine = make_engine(url, pool_size=1, max_overflow=1)
-            try:
-                await self._renew_forever(make_session_factory(engine), self._stop)
-            finally:
-                await engine.dispose()
-
-        asyncio.run(main())
-
-    async def _renew_forever(self, sessions: SessionFactory, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _renew_forever(self) -> None:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
-                    await stop.wait()
-            if stop.is_set():
+                    await self._stop.wait()
+            if self._stop.is_set():
                 return
             started = time.monotonic()
             try:
-                await self._renew(sessions)
+                await self._renew()
             except Exception as error:
                 if not database_unavailable(error):
                     log.exception("lease renewal failed unexpectedly")
@@ -161,33 +114,16 @@ class LeaseKeeper:
                 # Leases are at risk: the database is slow or away (lease_seconds may be short).
                 log.warning("lease renewal slow", extra={"seconds": round(took, 2)})
 
-    async def _renew(self, sessions: SessionFactory) -> None:
-        with self._guard:
-            held = dict(self._held)
+    async def _renew(self) -> None:
+        held = dict(self._held)
         if not held:
             return
-        if self._thread is not None:
-            stalled = time.monotonic() - self._loop_seen_at
-            if stalled > self.max_stall:
-                log.warning(
-                    "worker loop stalled; leases left to run out", extra={"seconds": stalled}
-                )
-                return
-            self._on_worker_loop(self._loop_alive)
-        async with sessions.begin() as session:
+        async with self._sessions.begin() as session:
             queue = JobQueue(session, skip_locked=self._skip_locked)
             kept = await queue.renew_leases(list(held), self._worker_id, self._lease)
         for job_id, on_lost in held.items():
             if job_id not in kept:
-                self._on_worker_loop(on_lost)
-
-    def _loop_alive(self) -> None:
-        self._loop_seen_at = time.monotonic()
-
-    def _on_worker_loop(self, callback: Callable[[], None]) -> None:
-        assert self._worker_loop is not None
-        with contextlib.suppress(RuntimeError):  # the worker's loop is closed: nothing to tell
-            self._worker_loop.call_soon_threadsafe(callback)
+                on_lost()
 
 
 class Worker:

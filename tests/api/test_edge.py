@@ -172,6 +172,20 @@ async def test_unknown_token_with_an_invalid_body_is_401_not_422(service: Servic
     assert_problem(response, 401)
 
 
+async def test_a_token_without_the_write_scope_is_403_whatever_body_it_sends(
+    service: Service,
+) -> None:
+    reader = {"Authorization": f"Bearer {READER_TOKEN}", **JSON}
+    garbage = await service.client.post("/v1/jobs", content=b"\x00{{not json", headers=reader)
+    huge = await service.client.post(
+        "/v1/jobs", content=b" " * (MAX_BODY_BYTES + 1), headers=reader
+    )
+
+    for response in (garbage, huge):
+        body = assert_problem(response, 403)
+        assert body["detail"] == "This token lacks the 'jobs:write' scope."
+
+
 async def test_unauthenticated_oversized_body_is_401_not_413(anonymous: httpx.AsyncClient) -> None:
     declared = await anonymous.post("/v1/jobs", content=b" " * (MAX_BODY_BYTES + 1), headers=JSON)
     chunked = await anonymous.post("/v1/jobs", content=chunks(2 * MAX_BODY_BYTES), headers=JSON)

@@ -49,6 +49,10 @@ async def test_metrics_move_as_a_job_runs(service: Service) -> None:
     assert after[latency] >= before.get(latency, 0) + 3
     assert ("amishare_queue_depth", ()) in after
     assert ("amishare_worker_leases", ()) in after
+    # The event loop's watch ticks every 0.1 s while the job runs.
+    watched = ("amishare_event_loop_lag_seconds_count", ())
+    assert after[watched] > before.get(watched, 0)
+    assert after[("amishare_event_loop_lag_max_seconds", ())] >= 0
 
 
 @pytest.mark.parametrize(

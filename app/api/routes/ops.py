@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.api.deps import RuntimeDep
-from app.api.problems import problem
+from app.api.problems import RETRY_AFTER, problem
 from app.api.schemas import Health, Problem
 
 router = APIRouter(tags=["operations"])
@@ -31,5 +31,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         async with asyncio.timeout(3), runtime.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception:
-        return problem(503, "The database does not answer.", slug="unavailable")
+        return problem(
+            503, "The database does not answer.", slug="unavailable", headers=RETRY_AFTER
+        )
     return JSONResponse({"status": "ok"})
