@@ -42,6 +42,15 @@ AWS refuses a principal it does not accept (EC2 `InvalidAMIAttributeItemValue`, 
 `MalformedPolicyDocumentException`, CreateGrant `InvalidArnException`); with `actions`, only
 in those actions (e.g. an account refused at launch permission after its key step).
 Decisions draw from `random.Random(seed)`.
+
+CopyImage copies (moto_ext models them; these fields are not middleware faults: `actions` does
+not scope them): a copy is `pending` for `copy_seconds` (0, the default: available at once),
+then `available`, or `failed` with StateReason `Server.InternalError` "Copy image failed with an
+internal error." when its caller's account is in `copy_fail_accounts`, its Name matches one of
+`copy_fail_names` (fnmatch patterns) or a draw from random.Random(seed) is below
+`copy_fail_rate`. `max_pending_copies` (default 50, AWS's documented limit; 0: none) pending
+copies per account and Region; one more is `ResourceLimitExceeded`. Changes apply to copies
+started afterwards.
 """
 
 from __future__ import annotations
@@ -131,6 +140,24 @@ def _boolean(value: object) -> bool:
     return value
 
 
+_FLOAT_FIELDS = (
+    "latency_ms",
+    "throttle_rate",
+    "error_rate",
+    "credential_lifetime_seconds",
+    "copy_seconds",
+    "copy_fail_rate",
+)
+_LIST_FIELDS = (
+    "actions",
+    "deny_accounts",
+    "deny_assume_role_into",
+    "refuse_accounts",
+    "copy_fail_accounts",
+    "copy_fail_names",
+)
+
+
 @dataclass(frozen=True)
 class FaultConfig:
     latency_ms: float = 0.0
@@ -142,21 +169,40 @@ class FaultConfig:
     deny_assume_role_into: tuple[str, ...] = ()
     credential_lifetime_seconds: float = 0.0
     refuse_accounts: tuple[str, ...] = ()
+    copy_seconds: float = 0.0
+    copy_fail_rate: float = 0.0
+    copy_fail_accounts: tuple[str, ...] = ()
+    copy_fail_names: tuple[str, ...] = ()
+    max_pending_copies: int = moto_ext.DEFAULT_MAX_PENDING_COPIES
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "throttle_rate", "error_rate", "credential_lifetime_seconds"):
+        for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("actions", "deny_accounts", "deny_assume_role_into", "refuse_accounts"):
+        for name in _LIST_FIELDS:
             object.__setattr__(self, name, _string_tuple(name, getattr(self, name)))
         object.__setattr__(self, "throttle_all_calls", _boolean(self.throttle_all_calls))
         object.__setattr__(self, "seed", int(self.seed))
-        for name in ("throttle_rate", "error_rate"):
+        object.__setattr__(self, "max_pending_copies", int(self.max_pending_copies))
+        for name in ("throttle_rate", "error_rate", "copy_fail_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
-        for name in ("latency_ms", "credential_lifetime_seconds"):
+        for name in ("latency_ms", "credential_lifetime_seconds", "copy_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.max_pending_copies < 0:
+            raise ValueError("max_pending_copies must not be negative")
+
+    def copy_settings(self) -> moto_ext.CopySettings:
+        """What moto_ext's CopyImage reads of this configuration."""
+        return moto_ext.CopySettings(
+            seconds=self.copy_seconds,
+            fail_rate=self.copy_fail_rate,
+            fail_accounts=frozenset(self.copy_fail_accounts),
+            fail_names=self.copy_fail_names,
+            max_pending=self.max_pending_copies,
+            seed=self.seed,
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FaultConfig:
@@ -385,6 +431,7 @@ class DoubleControl:
         with self._lock:
             self.faults = config
             self._rng = random.Random(config.seed)
+            moto_ext.set_copy_settings(config.copy_settings())
 
     def requests(self, since: int = 0) -> list[RecordedRequest]:
         with self._lock:
@@ -583,6 +630,7 @@ def reset_moto() -> None:
     """Forget every AWS resource in every account and region (patches stay installed)."""
     moto_api_backend.reset()
     moto_ext.forget_lookups()
+    moto_ext.forget_copies()
 
 
 def reset_everything(control: DoubleControl) -> None:
@@ -822,6 +870,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.0,
         help="STS credentials older than this are answered as expired (0: never)",
     )
+    parser.add_argument("--copy-seconds", type=float, default=0.0, help="CopyImage pending time")
+    parser.add_argument("--copy-fail-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--max-pending-copies",
+        type=int,
+        default=moto_ext.DEFAULT_MAX_PENDING_COPIES,
+        help="pending CopyImage copies per account and Region (0: no limit)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--unknown-accounts", default="", help="comma-separated account IDs")
     parser.add_argument("--load-default-amis", action="store_true")
@@ -836,6 +892,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         throttle_all_calls=args.throttle_all_calls,
         error_rate=args.error_rate,
         credential_lifetime_seconds=args.credential_lifetime_seconds,
+        copy_seconds=args.copy_seconds,
+        copy_fail_rate=args.copy_fail_rate,
+        max_pending_copies=args.max_pending_copies,
         seed=args.seed,
     )
     load_default_amis = True if args.load_default_amis else None

@@ -44,6 +44,39 @@ Choices worth knowing (see also the project's AWS notes, docs/aws.md):
   an AMI's attributes once shared AMIs are visible to others (`_describe_images`), an
   encrypted snapshot cannot be made public and an aws/ebs-encrypted snapshot cannot be shared
   with accounts.
+- `CopyImage` (moto copies only the caller's own images, as an unencrypted 15 GiB stub) is
+  made by the account that will own the copy, in its client Region, from `SourceRegion`. The
+  source must be the caller's or have a launch permission naming its account (or `all`); for
+  another account's image every backing snapshot needs createVolumePermission for the caller
+  (or `all`), and each snapshot's key must be enabled and allow the caller kms:DescribeKey,
+  kms:Decrypt and kms:CreateGrant (key policy or grant, read as for DescribeKey, except that a
+  CreateGrant statement whose only condition is `kms:GrantIsForAWSResource` true counts: EBS
+  makes that grant for the caller). The copy is a new image with new snapshots (volume ID
+  `vol-ffffffff`), all owned by the caller, `from_ami` the copy, `SourceImageId` and
+  `SourceImageRegion` set. Keys: `KmsKeyId` (needs `Encrypted`; a key ID, key ARN, alias or
+  alias ARN of the caller's account and Region, enabled, symmetric); else, `Encrypted` or an
+  encrypted source snapshot, the caller's default EBS key (alias/aws/ebs, created if missing,
+  AWS managed), except that an unencrypted-flag copy of the caller's own image in the same
+  Region keeps each snapshot's key; an unencrypted snapshot stays unencrypted without
+  `Encrypted`. An encrypted snapshot never becomes unencrypted.
+- As AWS checks keys asynchronously, key problems do not fail the call: the copy is made and
+  ends `failed` (a source key the caller may not use, or a `KmsKeyId` that is missing, disabled,
+  asymmetric, of another Region or account). Both are decided when CopyImage is called.
+- A copy is `pending` (its snapshots `pending`) for `CopySettings.seconds` after the call, then
+  `available` (snapshots `completed`) or `failed` with `StateReason` (snapshots `error` with
+  `StateMessage`); states are settled lazily, by CopyImage, DescribeImages, DescribeSnapshots
+  and DeregisterImage (no thread). Chosen copies fail by `CopySettings` (account, Name pattern,
+  rate), with `StateReason` `Server.InternalError`. Pending copies per account and Region are
+  capped by `CopySettings.max_pending` (0: no cap).
+- `ClientToken` (1-64 ASCII characters, case-sensitive), per account and Region: the same token
+  with the same parameters answers the first copy's ImageId (even after it was deregistered).
+- `CopyImageTags` copies the tags the caller sees on the source (its own image's tags; for
+  another account's image, only tags the caller put on it), never `aws:` ones;
+  `TagSpecifications` tag the new image (`image`) and every new snapshot (`snapshot`) and win
+  over copied tags.
+- `DeregisterImage` of a pending copy stops it and deletes its unfinished snapshots; of any
+  other image it leaves the snapshots unless `DeleteAssociatedSnapshots` (then those no other
+  image of the account uses are deleted and listed in `DeleteSnapshotResults`).
 
 Rejections and the error codes chosen ([doc] AWS documentation or botocore model, [seen] seen
 from AWS or an AWS-compatible API in public sources, [guess] not confirmed):
@@ -75,6 +108,34 @@ from AWS or an AWS-compatible API in public sources, [guess] not confirmed):
   are checked (and reported as such) first.
 - AssumeRole with a RoleSessionName or SourceIdentity outside 2-64 characters of [\\w+=,.@-]:
   ValidationError [seen: STS's code for constraint violations], message [guess].
+- CopyImage of an image that is not the caller's and not shared with it (or does not exist in
+  SourceRegion): InvalidAMIID.NotFound "The image id '[ami-…]' does not exist" [doc: the code
+  EC2 gives for images it does not show the caller]; malformed ID: InvalidAMIID.Malformed.
+- CopyImage of another account's image without createVolumePermission on all its snapshots:
+  InvalidRequest "You do not have permission to access the storage of this ami." [seen].
+- CopyImage with KmsKeyId but not Encrypted: InvalidParameterDependency "The parameter
+  [KmsKeyId] requires the parameter Encrypted to be set." [doc: "If you specify a KMS key, you
+  must also set the encrypted state to true"; code and message seen from CreateVolume, guess
+  for CopyImage].
+- CopyImage with a ClientToken over 64 characters or not ASCII: InvalidParameterValue [guess];
+  a token used with other parameters: IdempotentParameterMismatch [doc: EC2 idempotency],
+  message [guess].
+- CopyImage with a TagSpecifications resource type other than image or snapshot:
+  InvalidParameterValue "'<type>' is not a valid taggable resource type for this operation."
+  [doc: "the request fails"; code and message as moto's, guess].
+- CopyImage of an image that is not `available` (e.g. a pending copy): IncorrectState [guess].
+- CopyImage beyond `max_pending` pending copies: ResourceLimitExceeded "Too many image copies in
+  progress. The limit is <n> for this destination region." [doc: "Destination Regions are
+  limited to 50 concurrent AMI copies" (older EC2 User Guide); message modelled on CopySnapshot's
+  seen "Too many snapshot copies in progress. The limit is 5 for this destination region."].
+- A copy whose source key the caller may not use ends `failed` with StateReason
+  Client.InternalError [guess: a code from botocore's StateReason list] "AMI snapshot copy failed
+  with error: Given key ID is not accessible. You must have DescribeKey permissions on the
+  default CMK" [seen; "Given key ID is not accessible" is the EBS User Guide's snapshot-copy
+  message]. One whose KmsKeyId cannot be used: Client.InternalError [guess] "Copy image failed
+  with an internal error." [seen for invalid KMS key IDs; doc: "if you specify an identifier
+  that is not valid, the action can appear to complete, but eventually fails"]. An injected
+  failure: Server.InternalError [doc: StateReason codes] with the same message.
 """
 
 from __future__ import annotations
@@ -83,10 +144,12 @@ import fnmatch
 import itertools
 import json
 import os
+import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import moto
@@ -101,13 +164,16 @@ from moto.ec2.exceptions import (
     EC2ClientError,
     InvalidAMIAttributeItemValueError,
     InvalidAMIIdError,
+    InvalidParameterDependency,
+    InvalidTaggableResourceType,
     MalformedAMIIdError,
 )
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
-from moto.ec2.models.elastic_block_store import EBSBackend
+from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+from moto.ec2.utils import random_ami_id, random_snapshot_id
 from moto.kms.models import Grant, Key, KmsBackend, kms_backends
 from moto.kms.responses import KmsResponse
 from moto.sts.exceptions import STSValidationError
@@ -123,6 +189,20 @@ INVALID_PRINCIPALS_MESSAGE = "Policy contains a statement with one or more inval
 LOCKOUT_MESSAGE = "The new key policy will not allow you to update the key policy in the future."
 LIST_GRANTS_MAX_LIMIT = 100
 LIST_GRANTS_DEFAULT_LIMIT = 50
+MAX_CLIENT_TOKEN_LENGTH = 64
+DEFAULT_MAX_PENDING_COPIES = 50  # "Destination Regions are limited to 50 concurrent AMI copies"
+COPY_KEY_OPERATIONS = ("DescribeKey", "Decrypt", "CreateGrant")
+COPIED_VOLUME_ID = "vol-ffffffff"  # AWS: copies have an arbitrary volume ID
+COPY_STORAGE_DENIED_MESSAGE = "You do not have permission to access the storage of this ami."
+COPY_INTERNAL_ERROR_MESSAGE = "Copy image failed with an internal error."
+COPY_KEY_NOT_ACCESSIBLE_MESSAGE = (
+    "AMI snapshot copy failed with error: Given key ID is not accessible. You must have "
+    "DescribeKey permissions on the default CMK"
+)
+IDEMPOTENT_MISMATCH_MESSAGE = (
+    "Arguments on this idempotent request are inconsistent with arguments used in previous "
+    "request(s)."
+)
 
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _PRINCIPAL_ACCOUNT = re.compile(r"arn:[\w-]+:(?:iam|sts)::([0-9]{12}):.+")
@@ -168,6 +248,44 @@ def credentials_age(access_key: str) -> float | None:
     """Seconds since STS issued this access key; None for a key STS did not issue."""
     issued = _key_issued.get(access_key)
     return None if issued is None else time.monotonic() - issued
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    """How CopyImage copies behave; the double's FaultConfig sets them (`set_copy_settings`).
+
+    `seconds`: how long a copy stays pending. A copy fails when its caller's account is in
+    `fail_accounts`, its Name matches one of `fail_names` (fnmatch patterns, case-sensitive), or
+    a draw from random.Random(`seed`) is below `fail_rate`. `max_pending`: pending copies allowed
+    per account and Region (0: no limit)."""
+
+    seconds: float = 0.0
+    fail_rate: float = 0.0
+    fail_accounts: frozenset[str] = frozenset()
+    fail_names: tuple[str, ...] = ()
+    max_pending: int = DEFAULT_MAX_PENDING_COPIES
+    seed: int = 0
+
+
+_copy_settings = CopySettings()
+_copy_random = random.Random(0)
+
+
+def set_copy_settings(settings: CopySettings) -> None:
+    """Apply to copies started from now on (a pending copy keeps its end time and outcome)."""
+    global _copy_settings, _copy_random
+    _copy_settings = settings
+    _copy_random = random.Random(settings.seed)
+
+
+def copy_settings() -> CopySettings:
+    return _copy_settings
+
+
+def forget_copies() -> None:
+    """Drop pending copies and CopyImage client tokens, as after a reset."""
+    _copy_jobs.clear()
+    _copy_tokens.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,6 +697,418 @@ def _is_aws_managed_key(snapshot: Any) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# CopyImage plumbing
+# --------------------------------------------------------------------------------------------
+
+# The double's clock for copies (time.monotonic); tests may replace it.
+_clock: Callable[[], float] = time.monotonic
+
+
+@dataclass
+class _CopyJob:
+    """A pending copy: its image and snapshots, when it ends, and how (None: available)."""
+
+    ami: Any
+    backend: Any
+    snapshots: list[Any]
+    ready_at: float
+    failure: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class _CopiedVolume:
+    """What a copied snapshot reports of its volume (AWS: an arbitrary ID, the source's size)."""
+
+    size: int
+    id: str = COPIED_VOLUME_ID
+
+
+@dataclass(frozen=True)
+class _CopyRequest:
+    source_image_id: str
+    source_region: str
+    name: str
+    description: str | None
+    encrypted: bool
+    kms_key_id: str | None
+    copy_tags: bool
+    tags: Mapping[str, Mapping[str, str]]  # resource type (image, snapshot) → tags
+    client_token: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        """Every parameter but the client token, to compare a retry with the first call."""
+        values = [
+            self.source_image_id,
+            self.source_region,
+            self.name,
+            self.description,
+            self.encrypted,
+            self.kms_key_id,
+            self.copy_tags,
+            {kind: dict(tags) for kind, tags in self.tags.items()},
+        ]
+        return json.dumps(values, sort_keys=True)
+
+
+# Pending copies by image ID; settled (made available or failed) once their time has come.
+_copy_jobs: dict[str, _CopyJob] = {}
+# CopyImage client tokens: (account, region, token) → (request fingerprint, image ID).
+_copy_tokens: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+_COPY_SOURCE_KEY_FAILURE = {
+    "Code": "Client.InternalError",
+    "Message": COPY_KEY_NOT_ACCESSIBLE_MESSAGE,
+}
+_COPY_KEY_ID_FAILURE = {"Code": "Client.InternalError", "Message": COPY_INTERNAL_ERROR_MESSAGE}
+_COPY_INJECTED_FAILURE = {"Code": "Server.InternalError", "Message": COPY_INTERNAL_ERROR_MESSAGE}
+
+
+def _copy_request(request: Any) -> _CopyRequest:
+    token = request._get_param("ClientToken") or None  # an empty token is no token
+    if token is not None and (
+        len(str(token)) > MAX_CLIENT_TOKEN_LENGTH or not str(token).isascii()
+    ):
+        raise EC2ClientError(
+            "InvalidParameterValue",
+            f"Value ({token}) for parameter clientToken is invalid. It must be at most "
+            f"{MAX_CLIENT_TOKEN_LENGTH} ASCII characters.",
+        )
+    encrypted = bool(request._get_bool_param("Encrypted", False))
+    kms_key_id = request._get_param("KmsKeyId") or None
+    if kms_key_id and not encrypted:
+        raise InvalidParameterDependency("KmsKeyId", "Encrypted")
+    return _CopyRequest(
+        source_image_id=str(request._get_param("SourceImageId") or ""),
+        source_region=str(request._get_param("SourceRegion") or ""),
+        name=str(request._get_param("Name") or ""),
+        description=request._get_param("Description"),
+        encrypted=encrypted,
+        kms_key_id=kms_key_id,
+        copy_tags=bool(request._get_bool_param("CopyImageTags", False)),
+        tags=_copy_tag_specifications(request._get_param("TagSpecifications") or []),
+        client_token=None if token is None else str(token),
+    )
+
+
+def _copy_tag_specifications(specifications: list[Any]) -> dict[str, dict[str, str]]:
+    tags: dict[str, dict[str, str]] = {"image": {}, "snapshot": {}}
+    for specification in specifications:
+        kind = str(specification.get("ResourceType", ""))
+        if kind not in tags:
+            raise InvalidTaggableResourceType(kind)
+        tags[kind].update({t["Key"]: t.get("Value", "") for t in specification.get("Tags", [])})
+    return tags
+
+
+def _earlier_copy(backend: Any, request: _CopyRequest) -> str | None:
+    """The image a CopyImage with this client token made before, if any."""
+    if request.client_token is None:
+        return None
+    earlier = _copy_tokens.get((backend.account_id, backend.region_name, request.client_token))
+    if earlier is None:
+        return None
+    fingerprint, image_id = earlier
+    if fingerprint != request.fingerprint:
+        raise EC2ClientError("IdempotentParameterMismatch", IDEMPOTENT_MISMATCH_MESSAGE)
+    return image_id
+
+
+def _ec2_backend_or_none(account_id: str, region: str) -> Any:
+    per_region = dict.get(ec2_backends, account_id)  # dict.get: never creates a backend
+    return None if per_region is None else dict.get(per_region, region)
+
+
+def _image_snapshot_ids(ami: Any) -> list[str]:
+    return [
+        str(m["Ebs"]["SnapshotId"])
+        for m in ami.block_device_mappings
+        if m.get("Ebs", {}).get("SnapshotId")
+    ]
+
+
+def _copy_source(caller: str, request: _CopyRequest) -> Any:
+    """The image to copy, if the caller may copy it (else the error AWS answers)."""
+    ami_id, region = request.source_image_id, request.source_region
+    if not ami_id.startswith("ami-"):
+        raise MalformedAMIIdError([ami_id])
+    ami = _image_in(caller, region, ami_id)
+    if ami is None:
+        ami = _find_image(ami_id, region)
+    launchable = ami is not None and (
+        ami.owner_id == caller
+        or any(p.get("UserId") == caller or p.get("Group") == "all" for p in ami.launch_permissions)
+    )
+    if not launchable:
+        raise InvalidAMIIdError(ami_id)
+    if ami.state != "available":
+        raise EC2ClientError(
+            "IncorrectState", f"The image '{ami_id}' is not in the 'available' state ({ami.state})."
+        )
+    if ami.owner_id != caller:
+        _check_copy_storage(ami, caller)
+    return ami
+
+
+def _check_copy_storage(ami: Any, caller: str) -> None:
+    snapshots = ami.ec2_backend.snapshots
+    for snapshot_id in _image_snapshot_ids(ami):
+        snapshot = snapshots.get(snapshot_id)
+        if snapshot is None or not (
+            caller in snapshot.create_volume_permission_userids
+            or "all" in snapshot.create_volume_permission_groups
+        ):
+            raise EC2ClientError("InvalidRequest", COPY_STORAGE_DENIED_MESSAGE)
+
+
+def _check_pending_copies(backend: Any) -> None:
+    limit = _copy_settings.max_pending
+    pending = sum(1 for job in _copy_jobs.values() if job.backend is backend)
+    if limit and pending >= limit:
+        raise EC2ClientError(
+            "ResourceLimitExceeded",
+            f"Too many image copies in progress. The limit is {limit} for this destination region.",
+        )
+
+
+def _settle_copies() -> None:
+    """Finish every pending copy whose copy time is over."""
+    now = _clock()
+    for ami_id, job in list(_copy_jobs.items()):
+        if job.ready_at <= now:
+            del _copy_jobs[ami_id]
+            _finish_copy(job)
+
+
+def _finish_copy(job: _CopyJob) -> None:
+    if job.failure is None:
+        job.ami.state = "available"
+        for snapshot in job.snapshots:
+            snapshot.status = "completed"
+        return
+    job.ami.state = "failed"
+    job.ami.state_reason = dict(job.failure)
+    for snapshot in job.snapshots:
+        snapshot.status = "error"
+        snapshot.status_message = job.failure["Message"]
+
+
+def _start_copy(backend: Any, source: Any, request: _CopyRequest) -> Any:
+    """The new image (pending) and its new snapshots, registered as a pending copy."""
+    ami: Any = Ami(
+        backend,
+        random_ami_id(),
+        source_ami=source,
+        name=request.name,
+        description=request.description,
+    )
+    backend.snapshots.pop(ami.ebs_snapshot.id, None)  # drop moto's auto-created snapshot
+    ami.root_device_name = source.root_device_name
+    ami.root_device_type = source.root_device_type
+    ami.boot_mode = source.boot_mode
+    ami.source_image_id = source.id
+    ami.source_image_region = request.source_region
+    ami.state = "pending"
+    mappings, snapshots, failure = _copy_mappings(backend, ami.id, source, request)
+    ami.amishare_block_device_mappings = mappings
+    ami.add_tags(_copied_image_tags(backend.account_id, source, request))
+    backend.amis[ami.id] = ami
+    _image_owners[ami.id] = backend.account_id
+    settings = _copy_settings
+    failure = failure or _injected_copy_failure(backend.account_id, request.name)
+    _copy_jobs[ami.id] = _CopyJob(ami, backend, snapshots, _clock() + settings.seconds, failure)
+    if settings.seconds <= 0:
+        _settle_copies()
+    return ami
+
+
+def _copy_mappings(
+    backend: Any, ami_id: str, source: Any, request: _CopyRequest
+) -> tuple[list[dict[str, Any]], list[Any], dict[str, str] | None]:
+    """The copy's mappings, its new snapshots, and the first key problem that fails it."""
+    same_place = (
+        source.owner_id == backend.account_id and request.source_region == backend.region_name
+    )
+    mappings: list[dict[str, Any]] = []
+    snapshots: list[Any] = []
+    failure: dict[str, str] | None = None
+    source_snapshots = source.ec2_backend.snapshots
+    for mapping in source.block_device_mappings:
+        ebs = dict(mapping.get("Ebs") or {})
+        source_snapshot = source_snapshots.get(ebs.get("SnapshotId") or "")
+        if source_snapshot is None:
+            mappings.append(dict(mapping))
+            continue
+        key_arn, problem = _copy_key(backend, request, source_snapshot, same_place)
+        failure = failure or problem
+        snapshot = _copied_snapshot(backend, ami_id, source.id, source_snapshot, key_arn)
+        snapshot.add_tags(dict(request.tags.get("snapshot", {})))
+        snapshots.append(snapshot)
+        ebs.update(SnapshotId=snapshot.id, Encrypted=bool(snapshot.encrypted))
+        mappings.append({**mapping, "Ebs": ebs})
+    return mappings, snapshots, failure
+
+
+def _copy_key(
+    backend: Any, request: _CopyRequest, snapshot: Any, same_place: bool
+) -> tuple[str | None, dict[str, str] | None]:
+    """The key the copy of `snapshot` is encrypted with (None: unencrypted), and the failure
+    it causes, if any (the source key first)."""
+    problem = None if _source_key_usable(snapshot, backend.account_id) else _COPY_SOURCE_KEY_FAILURE
+    if request.kms_key_id:
+        key_arn = _destination_key_arn(backend, request.kms_key_id)
+        if key_arn is None:
+            return request.kms_key_id, problem or _COPY_KEY_ID_FAILURE
+        return key_arn, problem
+    if same_place and snapshot.encrypted and not request.encrypted:
+        return str(snapshot.kms_key_id), problem
+    if request.encrypted or snapshot.encrypted:
+        return _default_ebs_key(backend), problem
+    return None, problem
+
+
+def _default_ebs_key(backend: Any) -> str:
+    """The account's default EBS key in its Region (alias/aws/ebs, created if missing)."""
+    return str(backend.default_kms_key_id or backend._create_default_encryption_key())
+
+
+def _key_or_none(account_id: str, region: str, key_ref: str) -> Any:
+    try:
+        return _find_key(region, account_id, key_ref)
+    except JsonRESTError:
+        return None
+
+
+def _source_key_usable(snapshot: Any, caller: str) -> bool:
+    """The snapshot is unencrypted, or its key is enabled and (another account's) lets the
+    caller DescribeKey, Decrypt and CreateGrant."""
+    if not snapshot.encrypted:
+        return True
+    owner_backend = snapshot.ec2_backend
+    key = _key_or_none(
+        owner_backend.account_id, owner_backend.region_name, str(snapshot.kms_key_id or "")
+    )
+    if key is None or key.key_state != "Enabled":
+        return False
+    if owner_backend.account_id == caller:
+        return True
+    return all(_copy_allows(key, caller, operation) for operation in COPY_KEY_OPERATIONS)
+
+
+def _copy_allows(key: Any, caller: str, operation: str) -> bool:
+    """KMS's answer for a call EBS makes for the caller during a copy: its CreateGrant is for an
+    AWS resource, so a statement conditioned only on kms:GrantIsForAWSResource counts."""
+    policy = key.policy if operation != "CreateGrant" else _for_aws_resource(key.policy)
+    return _policy_allows(policy, caller, f"kms:{operation}") or _grant_allows(
+        key, caller, operation
+    )
+
+
+def _for_aws_resource(policy: str) -> str:
+    """The policy with the condition `kms:GrantIsForAWSResource` true dropped where it is a
+    statement's only condition."""
+    try:
+        document = json.loads(policy)
+        statements = _statements(policy)
+    except ValueError:
+        return policy
+    statements = [
+        {k: v for k, v in s.items() if k != "Condition"}
+        if _only_for_aws_resource(s.get("Condition"))
+        else s
+        for s in statements
+    ]
+    return json.dumps({**document, "Statement": statements})
+
+
+def _only_for_aws_resource(condition: object) -> bool:
+    if not isinstance(condition, dict) or list(condition) != ["Bool"]:
+        return False
+    tests = condition["Bool"]
+    if not isinstance(tests, dict) or len(tests) != 1:
+        return False
+    ((name, value),) = tests.items()
+    values = [str(v).lower() for v in _as_list(value)]
+    return str(name).lower() == "kms:grantisforawsresource" and values == ["true"]
+
+
+def _destination_key_arn(backend: Any, key_ref: str) -> str | None:
+    """The ARN of the KmsKeyId key if the copy can use it: the caller's, in its Region, enabled,
+    symmetric."""
+    match = _KMS_ARN.fullmatch(key_ref)
+    if key_ref.startswith("arn:") and (
+        match is None
+        or (match.group(1), match.group(2)) != (backend.region_name, backend.account_id)
+    ):
+        return None
+    kms_backends[backend.account_id][backend.region_name]  # the caller's own: may be created
+    key = _key_or_none(backend.account_id, backend.region_name, key_ref)
+    usable = (
+        key is not None
+        and key.key_state == "Enabled"
+        and (key.key_usage or "ENCRYPT_DECRYPT") == "ENCRYPT_DECRYPT"
+        and key.key_spec == "SYMMETRIC_DEFAULT"
+    )
+    return str(key.arn) if usable else None
+
+
+def _copied_snapshot(
+    backend: Any, ami_id: str, source_ami_id: str, source: Any, key_arn: str | None
+) -> Any:
+    created_ms = int(time.time() * 1000)
+    snapshot = Snapshot(
+        backend,
+        random_snapshot_id(),
+        _CopiedVolume(int(source.volume_size)),
+        f"Copied for DestinationAmi {ami_id} from SourceAmi {source_ami_id} for SourceSnapshot "
+        f"{source.id}. Task created on {created_ms:,}.",
+        encrypted=key_arn is not None,
+        kms_key_id=key_arn,
+        owner_id=backend.account_id,
+        from_ami=ami_id,
+    )
+    snapshot.status = "pending"
+    backend.snapshots[snapshot.id] = snapshot
+    return snapshot
+
+
+def _copied_image_tags(caller: str, source: Any, request: _CopyRequest) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    if request.copy_tags:
+        seen_in = (
+            source.ec2_backend
+            if source.owner_id == caller
+            else _ec2_backend_or_none(caller, request.source_region)
+        )
+        seen = {} if seen_in is None else dict(seen_in.tags.get(source.id, {}))
+        tags.update({k: v for k, v in seen.items() if not k.startswith("aws:")})
+    tags.update(request.tags.get("image", {}))
+    return tags
+
+
+def _injected_copy_failure(account_id: str, name: str) -> dict[str, str] | None:
+    settings = _copy_settings
+    chosen = (
+        account_id in settings.fail_accounts
+        or any(fnmatch.fnmatchcase(name, pattern) for pattern in settings.fail_names)
+        or (settings.fail_rate > 0 and _copy_random.random() < settings.fail_rate)
+    )
+    return dict(_COPY_INJECTED_FAILURE) if chosen else None
+
+
+def _delete_image_snapshots(backend: Any, snapshot_ids: list[str]) -> list[dict[str, str]]:
+    """DeleteAssociatedSnapshots: delete those no other image of the account uses."""
+    in_use = {s for other in backend.amis.values() for s in _image_snapshot_ids(other)}
+    results = []
+    for snapshot_id in snapshot_ids:
+        if snapshot_id in in_use:
+            results.append({"SnapshotId": snapshot_id, "ReturnCode": "skipped"})
+        elif backend.snapshots.pop(snapshot_id, None) is not None:
+            results.append({"SnapshotId": snapshot_id, "ReturnCode": "success"})
+    return results
+
+
+# --------------------------------------------------------------------------------------------
 # The patches: one function each.
 # --------------------------------------------------------------------------------------------
 
@@ -874,6 +1404,64 @@ def _reset_snapshot_attribute(self: Any) -> EmptyResult:
     return EmptyResult()
 
 
+# AWS: CopyImage is called by the account that will own the copy, in its Region: the source
+# image must be its own or shared with it (snapshots and keys too); the copy has new snapshots
+# under the chosen key, is pending, then available or failed; ClientToken makes it idempotent.
+def _copy_image(self: Any) -> ActionResult:
+    request = _copy_request(self)
+    self.error_on_dryrun()
+    backend = self.ec2_backend
+    _settle_copies()
+    earlier = _earlier_copy(backend, request)
+    if earlier is not None:
+        return ActionResult({"ImageId": earlier})
+    source = _copy_source(backend.account_id, request)
+    _check_pending_copies(backend)
+    ami = _start_copy(backend, source, request)
+    if request.client_token is not None:
+        token = (backend.account_id, backend.region_name, request.client_token)
+        _copy_tokens[token] = (request.fingerprint, ami.id)
+    return ActionResult({"ImageId": ami.id})
+
+
+# AWS: DescribeImages shows a copy pending until its copy time is over, then available or failed.
+def _describe_images_request(self: Any) -> ActionResult:
+    _settle_copies()
+    answer: ActionResult = _original(AmisResponse, "describe_images")(self)
+    return answer
+
+
+# AWS: DescribeSnapshots shows a copy's snapshots pending, then completed (or error, and why).
+def _describe_snapshots(self: Any, *args: Any, **kwargs: Any) -> Any:
+    _settle_copies()
+    return _original(EBSBackend, "describe_snapshots")(self, *args, **kwargs)
+
+
+# AWS: DeregisterImage of a pending copy stops it (its unfinished snapshots go); with
+# DeleteAssociatedSnapshots it deletes the image's snapshots that no other image uses.
+def _deregister_image(self: Any) -> ActionResult:
+    ami_id = self._get_param("ImageId")
+    delete_snapshots = bool(self._get_bool_param("DeleteAssociatedSnapshots", False))
+    self.error_on_dryrun()
+    backend = self.ec2_backend
+    _settle_copies()
+    ami = backend.amis.get(ami_id)
+    snapshot_ids = [] if ami is None else _image_snapshot_ids(ami)
+    backend.deregister_image(ami_id)  # unknown or already deregistered: moto's errors
+    job = _copy_jobs.pop(ami_id, None)
+    if job is not None:
+        for snapshot in job.snapshots:
+            backend.snapshots.pop(snapshot.id, None)
+    answer: dict[str, Any] = {"Return": True}
+    if delete_snapshots:
+        answer["DeleteSnapshotResults"] = (
+            [{"SnapshotId": s.id, "ReturnCode": "success"} for s in job.snapshots]
+            if job is not None
+            else _delete_image_snapshots(backend, snapshot_ids)
+        )
+    return ActionResult(answer)
+
+
 # Not an AWS behaviour but the double's speed: moto finds the account of an access key by
 # looking in every account's IAM backend in every partition (creating the missing ones), twice
 # per request. With the 1,000 accounts of a fan-out run that scan was most of each call.
@@ -967,6 +1555,10 @@ _PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
     (ElasticBlockStore, "reset_snapshot_attribute", _reset_snapshot_attribute),
     (STSBackend, "_create_access_key", _create_access_key),
     (BackendDict, "_create_account_specific_backend", _create_account_specific_backend),
+    (AmisResponse, "copy_image", _copy_image),
+    (AmisResponse, "describe_images", _describe_images_request),
+    (EBSBackend, "describe_snapshots", _describe_snapshots),
+    (AmisResponse, "deregister_image", _deregister_image),
 )
 
 

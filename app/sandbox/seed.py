@@ -11,8 +11,9 @@ import functools
 import json
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -286,3 +287,106 @@ def create_instance_store_image(
     mappings: list[Any] = [{"DeviceName": ROOT_DEVICE, "VirtualName": "ephemeral0"}]
     image_id = _register(ec2, mappings, name)
     return SeededImage(image_id, (), None, root_device_type="instance-store")
+
+
+COPY_GRANT_OPERATIONS = [
+    "Decrypt",
+    "DescribeKey",
+    "CreateGrant",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+]
+
+
+def create_destination_key(
+    endpoint_url: str,
+    account_id: str,
+    alias: str,
+    region: str = DEFAULT_REGION,
+    credentials: Credentials | None = None,
+) -> SeededKey:
+    """A customer-managed key in `account_id` (acting as it unless `credentials` are given),
+    with the realistic default key policy and the alias `alias` (`alias/` added if missing):
+    e.g. a destination's own key for the copies it makes."""
+    acting = credentials or assume_account(endpoint_url, account_id, region=region)
+    key = create_customer_key(endpoint_url, f"{alias} key", region, acting, account_id)
+    name = alias if alias.startswith("alias/") else f"alias/{alias}"
+    kms_client(endpoint_url, region, acting).create_alias(AliasName=name, TargetKeyId=key.key_id)
+    return key
+
+
+def tag_image(
+    endpoint_url: str,
+    image_id: str,
+    tags: Mapping[str, str],
+    region: str = DEFAULT_REGION,
+    credentials: Credentials = FAKE_CREDENTIALS,
+) -> None:
+    """Tag an image (as the account of `credentials`: tags are each account's own)."""
+    ec2_client(endpoint_url, region, credentials).create_tags(
+        Resources=[image_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+    )
+
+
+def share_for_copy(
+    endpoint_url: str,
+    image: SeededImage,
+    account_id: str,
+    region: str = DEFAULT_REGION,
+    credentials: Credentials = FAKE_CREDENTIALS,
+    key_access: Literal["grant", "policy", "none"] = "grant",
+) -> None:
+    """Everything `account_id` needs to copy `image`: launch permission, createVolumePermission on
+    every snapshot, and on every snapshot key a grant of COPY_GRANT_OPERATIONS (`grant`), key
+    policy statements like the service's (`policy`: CreateGrant only for AWS resources), or
+    nothing (`none`)."""
+    ec2 = ec2_client(endpoint_url, region, credentials)
+    ec2.modify_image_attribute(
+        ImageId=image.image_id, LaunchPermission={"Add": [{"UserId": account_id}]}
+    )
+    key_arns: set[str] = set()
+    for snapshot_id in image.snapshot_ids:
+        ec2.modify_snapshot_attribute(
+            SnapshotId=snapshot_id,
+            Attribute="createVolumePermission",
+            CreateVolumePermission={"Add": [{"UserId": account_id}]},
+        )
+        described = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+        if described.get("KmsKeyId"):
+            key_arns.add(described["KmsKeyId"])
+    kms = kms_client(endpoint_url, region, credentials)
+    for key_arn in sorted(key_arns):
+        if key_access == "grant":
+            kms.create_grant(
+                KeyId=key_arn,
+                GranteePrincipal=f"arn:aws:iam::{account_id}:root",
+                Operations=COPY_GRANT_OPERATIONS,  # type: ignore[arg-type]
+                Name=f"amishare-copy-{account_id}",
+            )
+        elif key_access == "policy":
+            _allow_copies_in_policy(kms, key_arn, account_id)
+
+
+def _allow_copies_in_policy(kms: KMSClient, key_arn: str, account_id: str) -> None:
+    policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
+    principal = {"AWS": f"arn:aws:iam::{account_id}:root"}
+    policy["Statement"] += [
+        {
+            "Sid": f"CopyUse{account_id}",
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:ReEncrypt*", "kms:GenerateDataKey*"],
+            "Resource": "*",
+        },
+        {
+            "Sid": f"CopyCreateGrant{account_id}",
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": "kms:CreateGrant",
+            "Resource": "*",
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        },
+    ]
+    kms.put_key_policy(KeyId=key_arn, PolicyName="default", Policy=json.dumps(policy))
