@@ -23,11 +23,43 @@ OrganizationArn = Annotated[str, StringConstraints(pattern=ORGANIZATION_ARN.patt
 OrganizationalUnitArn = Annotated[str, StringConstraints(pattern=OU_ARN.pattern)]
 
 
+# A KMS key as a job names it: a key ID, key ARN, alias name or alias ARN.
+KMS_KEY = (
+    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}"
+    r"|alias/[A-Za-z0-9/_-]{1,250}"
+    r"|arn:aws(?:-[a-z]+)*:kms:[a-z0-9-]+:[0-9]{12}:(?:key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250}))$"
+)
+KmsKeyId = Annotated[str, StringConstraints(max_length=2048, pattern=KMS_KEY)]
+
+
 class CopyOptions(BaseModel):
+    """Each destination account copies the shared image into itself, re-encrypted."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kms_key_id: str | None = Field(default=None, min_length=1, max_length=2048)
-    copy_tags: bool = True
+    kms_key_id: KmsKeyId | None = Field(
+        default=None,
+        description="A key of the destination (alias, ID or ARN); null: its default EBS key.",
+    )
+    copy_tags: bool = Field(
+        default=True, description="Give each copy the source image's user tags."
+    )
+
+
+class ReencryptOptions(BaseModel):
+    """An image under an AWS-managed key (aws/ebs) is first copied in the source account
+    re-encrypted with this customer-managed key, and the copy is shared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kms_key_id: KmsKeyId = Field(description="A customer-managed key of the source account.")
+
+    @field_validator("kms_key_id")
+    @classmethod
+    def _customer_managed(cls, value: str) -> str:
+        if value.startswith("alias/aws/") or ":alias/aws/" in value:
+            raise ValueError("an AWS-managed key cannot be shared: name a customer-managed key")
+        return value
 
 
 class JobCreate(BaseModel):
@@ -67,6 +99,7 @@ class JobCreate(BaseModel):
     )
     # `copy` would shadow BaseModel.copy: stored under another name, spoken as `copy`.
     copy_options: CopyOptions | None = Field(default=None, alias="copy")
+    reencrypt: ReencryptOptions | None = None
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
 
     @field_validator("labels", mode="before")
@@ -104,6 +137,7 @@ class JobCreate(BaseModel):
             share_snapshots=self.share_snapshots,
             verify=self.verify,
             copy=self.copy_options.model_dump() if self.copy_options else None,
+            reencrypt_key=self.reencrypt.kms_key_id if self.reencrypt else None,
             labels=dict(self.labels),
             fingerprint=fingerprint,
         )
@@ -145,6 +179,11 @@ class JobOut(BaseModel):
     share_snapshots: bool
     verify: bool
     copy_options: dict[str, Any] | None = Field(alias="copy")
+    reencrypt: dict[str, Any] | None
+    shared_image_id: str | None = Field(
+        description="The image shared: image_id, or its copy re-encrypted with reencrypt's key "
+        "(null until the worker has looked at the image)."
+    )
     labels: dict[str, str]
     created_at: datetime
     started_at: datetime | None
@@ -166,6 +205,8 @@ class JobOut(BaseModel):
             share_snapshots=job.share_snapshots,
             verify=job.verify,
             copy=job.copy_options,
+            reencrypt=job.reencrypt,
+            shared_image_id=job.shared_image_id,
             labels=job.labels,
             created_at=job.created_at,
             started_at=job.started_at,
@@ -237,6 +278,13 @@ class ShareOut(BaseModel):
     snapshot_ids: list[str]
     shared_at: datetime
     job_id: str
+    source_image_id: str | None = Field(
+        description="When image_id is a copy amishare made in the source (re-encrypted): the "
+        "image it is a copy of. Filtering by that image finds this share too."
+    )
+    copied_image_id: str | None = Field(
+        description="The destination's own copy of the image (`copy`); a revoke never deletes it."
+    )
     launch_permission: bool = Field(
         description="False: launch permission was taken back, but something else remains "
         "(key access a revoke with kms_access 'none' left, or what an undo could not remove)."

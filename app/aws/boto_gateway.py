@@ -16,6 +16,7 @@ from app.aws.credentials import Credentials, RoleCredentials, acting_as
 from app.aws.gateway import (
     AwsGateway,
     Change,
+    CopyRequest,
     DestinationAccount,
     GrantInfo,
     ImageInfo,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_ec2.type_defs import ImageTypeDef, LaunchPermissionTypeDef
     from types_aiobotocore_kms import KMSClient
     from types_aiobotocore_kms.literals import GrantOperationType
+    from types_aiobotocore_kms.type_defs import KeyMetadataTypeDef
     from types_aiobotocore_sts import STSClient
     from types_aiobotocore_sts.type_defs import AssumeRoleRequestTypeDef
 
@@ -245,7 +247,98 @@ class BotoAwsGateway:
         )
 
 
-class BotoSourceAccount:
+class _BotoImageCopier:
+    """CopyImage and what goes with it, for the source and for destinations alike."""
+
+    account_id: str
+    _clients: _AccountClients
+    _calls: CallRecorder
+
+    async def copy_image(self, request: CopyRequest) -> tuple[str, Change]:
+        ec2 = await self._clients.ec2()
+        arguments: dict[str, Any] = {
+            "SourceImageId": request.source_image_id,
+            "SourceRegion": request.source_region,
+            "Name": request.name,
+            "ClientToken": request.client_token,
+            "Encrypted": True,  # a copy of an encrypted image stays encrypted, under our key
+        }
+        if request.kms_key_id:
+            arguments["KmsKeyId"] = request.kms_key_id
+        if request.tags:
+            tags = [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())]
+            arguments["TagSpecifications"] = [
+                {"ResourceType": "image", "Tags": tags},
+                {"ResourceType": "snapshot", "Tags": tags},
+            ]
+        with self._calls.call("ec2:CopyImage"):
+            response = await ec2.copy_image(**arguments)
+        image_id = response["ImageId"]
+        change = Change(
+            api="ec2:CopyImage",
+            resource=image_id,
+            principals=(self.account_id,),
+            request_id=request_id(response),
+            detail={
+                "source_image_id": request.source_image_id,
+                "source_region": request.source_region,
+                "kms_key_id": request.kms_key_id,
+                "client_token": request.client_token,
+            },
+        )
+        return image_id, change
+
+    async def own_image(self, image_id: str) -> ImageInfo | None:
+        ec2 = await self._clients.ec2()
+        try:
+            with self._calls.call("ec2:DescribeImages"):
+                response = await ec2.describe_images(
+                    ImageIds=[image_id], Owners=["self"], IncludeDeprecated=True
+                )
+        except AwsCallError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        images = response.get("Images", [])
+        return image_info(images[0]) if images else None
+
+    async def images_tagged(self, key: str, value: str) -> list[ImageInfo]:
+        ec2 = await self._clients.ec2()
+        with self._calls.call("ec2:DescribeImages"):
+            response = await ec2.describe_images(
+                Owners=["self"], Filters=[{"Name": f"tag:{key}", "Values": [value]}]
+            )
+        return [image_info(image) for image in response.get("Images", [])]
+
+    async def deregister_image(self, image_id: str) -> Change | None:
+        ec2 = await self._clients.ec2()
+        try:
+            with self._calls.call("ec2:DeregisterImage"):
+                response = await ec2.deregister_image(ImageId=image_id)
+        except AwsCallError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        return Change(
+            api="ec2:DeregisterImage",
+            resource=image_id,
+            principals=(self.account_id,),
+            request_id=request_id(response),
+        )
+
+    async def describe_own_key(self, key_id: str) -> KeyInfo | None:
+        kms = await self._clients.kms()
+        try:
+            with self._calls.call("kms:DescribeKey"):
+                response = await kms.describe_key(KeyId=key_id)
+        except AwsCallError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        return key_info(response["KeyMetadata"])
+
+
+class BotoSourceAccount(_BotoImageCopier):
     """The account that owns the image, its snapshots and their keys, in one Region."""
 
     def __init__(
@@ -317,8 +410,7 @@ class BotoSourceAccount:
         kms = await self._clients.kms()
         with self._calls.call("kms:DescribeKey"):
             response = await kms.describe_key(KeyId=key_id)
-        metadata = response["KeyMetadata"]
-        return KeyInfo(key_arn=metadata["Arn"], key_manager=metadata.get("KeyManager", "CUSTOMER"))
+        return key_info(response["KeyMetadata"])
 
     async def get_key_policy(self, key_arn: str) -> str:
         kms = await self._clients.kms()
@@ -493,7 +585,7 @@ class _RegionOf:
         return await self._shared.kms(self._region)
 
 
-class BotoDestinationAccount:
+class BotoDestinationAccount(_BotoImageCopier):
     """A destination account, seen through the destination role."""
 
     def __init__(self, account_id: str, clients: _AccountClients, calls: CallRecorder) -> None:
@@ -525,6 +617,14 @@ class BotoDestinationAccount:
         return True
 
 
+def key_info(metadata: KeyMetadataTypeDef) -> KeyInfo:
+    return KeyInfo(
+        key_arn=metadata["Arn"],
+        key_manager=metadata.get("KeyManager", "CUSTOMER"),
+        enabled=metadata.get("KeyState", "Enabled") == "Enabled",
+    )
+
+
 def image_info(image: ImageTypeDef) -> ImageInfo:
     mappings = image.get("BlockDeviceMappings", [])
     return ImageInfo(
@@ -537,6 +637,13 @@ def image_info(image: ImageTypeDef) -> ImageInfo:
             for mapping in mappings
             if (snapshot_id := mapping.get("Ebs", {}).get("SnapshotId"))
         ),
+        name=image.get("Name"),
+        tags={
+            tag["Key"]: tag["Value"]
+            for tag in image.get("Tags", [])
+            if "Key" in tag and "Value" in tag and not tag["Key"].startswith("aws:")
+        },
+        state_reason=image.get("StateReason", {}).get("Message"),
     )
 
 

@@ -30,6 +30,23 @@ class ImageInfo:
     state: str
     root_device_type: str
     snapshot_ids: tuple[str, ...]
+    name: str | None = None
+    # User tags as the caller sees them (its own images: all of them; `aws:` ones left out).
+    tags: dict[str, str] = field(default_factory=dict)
+    state_reason: str | None = None  # why a copy `failed`
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    """CopyImage in the caller's account and Region, re-encrypted with `kms_key_id` (None: the
+    caller's default EBS key); `client_token` makes a repeated request land on the same copy."""
+
+    source_image_id: str
+    source_region: str
+    name: str
+    client_token: str
+    kms_key_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # on the copy and its snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +70,7 @@ class SnapshotInfo:
 class KeyInfo:
     key_arn: str
     key_manager: str  # "AWS" or "CUSTOMER"
+    enabled: bool = True
 
     @property
     def is_aws_managed(self) -> bool:
@@ -70,7 +88,34 @@ class Change:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class SourceAccount(Protocol):
+class ImageCopier(Protocol):
+    """An account that copies images into itself: the source (re-encryption, other Regions)
+    or a destination (`copy`)."""
+
+    account_id: str
+
+    async def copy_image(self, request: CopyRequest) -> tuple[str, Change]:
+        """The new image's ID (the same one for a repeated client token)."""
+        ...
+
+    async def own_image(self, image_id: str) -> ImageInfo | None:
+        """One of the account's own images (a copy it made), or None when there is none."""
+        ...
+
+    async def images_tagged(self, key: str, value: str) -> list[ImageInfo]:
+        """The account's own images with this tag (a copy found again without its ID)."""
+        ...
+
+    async def deregister_image(self, image_id: str) -> Change | None:
+        """None when the image is already gone."""
+        ...
+
+    async def describe_own_key(self, key_id: str) -> KeyInfo | None:
+        """A key of the account by ID, ARN or alias; None when it does not exist."""
+        ...
+
+
+class SourceAccount(ImageCopier, Protocol):
     """The account that owns the image and its keys."""
 
     account_id: str
@@ -124,7 +169,7 @@ class SourceAccount(Protocol):
     ) -> Change: ...
 
 
-class DestinationAccount(Protocol):
+class DestinationAccount(ImageCopier, Protocol):
     """A destination account, seen through the destination role."""
 
     account_id: str

@@ -33,6 +33,18 @@ class JobTargets:
         )
         return (await self.session.execute(query)).scalars().all()
 
+    async def copied(self, principals: Sequence[str]) -> dict[str, str]:
+        """The destination copies recorded for these targets."""
+        query = select(col(JobTarget.principal), col(JobTarget.copied_image_id)).where(
+            col(JobTarget.job_id) == self.job_id,
+            col(JobTarget.principal).in_(principals),
+            col(JobTarget.copied_image_id).is_not(None),
+        )
+        return {p: i for p, i in (await self.session.execute(query)).all() if i is not None}
+
+    async def record_copy(self, principal: str, image_id: str) -> None:
+        await self._update([principal], copied_image_id=image_id)
+
     async def start(self, principals: Sequence[str]) -> None:
         """An attempt at these targets begins (counted now, so a crash still counts it)."""
         await self._update(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -36,6 +36,8 @@ def share_record(row: Share) -> ShareRecord:
         kms_key_ids=tuple(row.kms_key_ids),
         job_id=row.job_id,
         kms_access=KmsAccess(row.kms_access),
+        copied_image_id=row.copied_image_id,
+        copy_kms_key_id=row.copy_kms_key_id,
     )
 
 
@@ -57,6 +59,7 @@ class ShareScope:
     source_account_id: str
     job_id: str
     kms_access: str
+    source_image_id: str | None = None  # when `image_id` is a copy the service made
 
 
 class ShareLedger:
@@ -104,6 +107,9 @@ class ShareLedger:
                         "kms_key_ids": list(item.kms_key_ids),
                         "snapshot_ids": list(item.snapshot_ids),
                         "launch_permission": bool(item.launch_permission),
+                        "source_image_id": scope.source_image_id,
+                        "copied_image_id": item.copied_image_id,
+                        "copy_kms_key_id": item.copy_kms_key_id,
                         "job_id": scope.job_id,
                         "shared_at": now,
                         "updated_at": now,
@@ -119,6 +125,10 @@ class ShareLedger:
                     "kms_key_ids": _union(row.kms_key_ids, item.kms_key_ids),
                     "snapshot_ids": _union(row.snapshot_ids, item.snapshot_ids),
                     "launch_permission": launch,
+                    "copied_image_id": item.copied_image_id or row.copied_image_id,
+                    "copy_kms_key_id": (
+                        item.copy_kms_key_id if item.copied_image_id else row.copy_kms_key_id
+                    ),
                     "job_id": scope.job_id if launch and not row.launch_permission else row.job_id,
                     "updated_at": now,
                 }
@@ -202,8 +212,13 @@ class ShareLedger:
         query = select(Share).order_by(*order).limit(limit)
         if after is not None:
             query = query.where(tuple_(*order) > tuple_(*after))
-        if filters.image_id:
-            query = query.where(col(Share.image_id) == filters.image_id)
+        if filters.image_id:  # the image itself, or a copy of it the service made
+            query = query.where(
+                or_(
+                    col(Share.image_id) == filters.image_id,
+                    col(Share.source_image_id) == filters.image_id,
+                )
+            )
         if filters.region:
             query = query.where(col(Share.region) == filters.region)
         if filters.principal:

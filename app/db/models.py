@@ -1,4 +1,4 @@
-"""The tables: job, job_target, share, key_access, job_event."""
+"""The tables: job, job_target, share, key_access, image_copy, job_event."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ class Job(SQLModel, table=True):
     share_snapshots: bool
     verify: bool
     copy_options: dict[str, Any] | None = Field(default=None, sa_column=Column("copy", JSON))
+    reencrypt: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The image the job shares: `image_id`, or its copy re-encrypted with `reencrypt`'s key
+    # (None until the worker knows).
+    shared_image_id: str | None = Field(default=None, max_length=32)
     labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_by: str = Field(max_length=128)
     idempotency_key: str | None = Field(default=None, max_length=255)
@@ -108,6 +112,13 @@ class Share(SQLModel, table=True):
     snapshot_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # False once a revoke took launch permission back but left something else in place.
     launch_permission: bool = True
+    # When `image_id` is a copy the service made in the source (re-encrypted, or in another
+    # Region): the image it is a copy of. A revoke of that image revokes this share too.
+    source_image_id: str | None = Field(default=None, max_length=32, index=True)
+    # The destination's own copy (`copy`): it owns it; a revoke never deletes it. A later
+    # share asking for a copy under the same key reuses it.
+    copied_image_id: str | None = Field(default=None, max_length=32)
+    copy_kms_key_id: str | None = Field(default=None, max_length=2048)
     job_id: str = Field(max_length=40)
     shared_at: datetime = _time(default_factory=utcnow)
     updated_at: datetime = _time(default_factory=utcnow)
@@ -132,6 +143,30 @@ class KeyAccessRow(SQLModel, table=True):
     key_policy: bool = False
     # Every grant ever created for the principal on this key, so that a revoke revokes them all.
     grant_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _time(default_factory=utcnow)
+
+
+class ImageCopy(SQLModel, table=True):
+    """A copy the service made in the source account: re-encrypted with a customer-managed key
+    and/or in another Region. Made once per (image, Region, key) and reused by later jobs."""
+
+    __tablename__ = "image_copy"
+    __table_args__ = (
+        UniqueConstraint(
+            "source_image_id", "source_region", "region", "kms_key_id", name="uq_image_copy"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_account_id: str = Field(max_length=12)
+    source_image_id: str = Field(max_length=32)
+    source_region: str = Field(max_length=32)
+    region: str = Field(max_length=32)
+    kms_key_id: str = Field(max_length=2048)  # as the job named it (an alias, ID or ARN)
+    client_token: str = Field(max_length=64)
+    image_id: str | None = Field(default=None, max_length=32)  # once CopyImage answered
+    state: str = Field(max_length=16)  # pending | available | failed
+    created_at: datetime = _time(default_factory=utcnow)
     updated_at: datetime = _time(default_factory=utcnow)
 
 

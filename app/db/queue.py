@@ -103,6 +103,14 @@ class JobQueue:
         )
         return set((await self.session.execute(statement)).scalars().all())
 
+    async def record_shared_image(self, job_id: str, worker_id: str, image_id: str) -> None:
+        """The image the job shares (its own, or a re-encrypted copy of it)."""
+        await self.session.execute(
+            update(Job)
+            .where(col(Job.id) == job_id, held_by(worker_id))
+            .values(shared_image_id=image_id, updated_at=utcnow(), version=col(Job.version) + 1)
+        )
+
     async def release(self, job_id: str, worker_id: str) -> bool:
         """Hand the job back at once (graceful shutdown): the next claim resumes it. False when
         it was not this worker's any more (finished, or taken over)."""

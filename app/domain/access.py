@@ -24,6 +24,8 @@ class ShareRecord:
     kms_key_ids: tuple[str, ...]
     job_id: str
     kms_access: KmsAccess = KmsAccess.KEY_POLICY
+    copied_image_id: str | None = None
+    copy_kms_key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class ShareUpdate:
     launch_permission: bool | None = None  # None: leave as it is
     snapshot_ids: tuple[str, ...] = ()
     kms_key_ids: tuple[str, ...] = ()
+    copied_image_id: str | None = None  # the destination's own copy (None: leave as it is)
+    copy_kms_key_id: str | None = None  # the key it was asked under (None: the default key)
 
 
 @dataclass(frozen=True, slots=True)

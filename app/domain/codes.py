@@ -16,6 +16,10 @@ class JobErrorCode(StrEnum):
     KEY_POLICY_CONFLICT = "KeyPolicyConflict"
     # KMS refused the edited policy as a whole (its lockout safety check).
     KEY_POLICY_REJECTED = "KeyPolicyRejected"
+    # `reencrypt`'s key does not exist, is disabled or is AWS-managed.
+    REENCRYPT_KEY_UNAVAILABLE = "ReencryptKeyUnavailable"
+    # The copy the job shares (re-encrypted in the source) went `failed` or timed out.
+    COPY_FAILED = "CopyFailed"
     SOURCE_ACCESS_DENIED = "SourceAccessDenied"
     # The job's source account is no longer among the allowed ones (AMISHARE_ALLOWED_SOURCES).
     SOURCE_NOT_ALLOWED = "SourceNotAllowed"
@@ -33,6 +37,7 @@ class TargetErrorCode(StrEnum):
     THROTTLED = "Throttled"
     COPY_FAILED = "CopyFailed"
     DESTINATION_NOT_ALLOWED = "DestinationNotAllowed"
+    DESTINATION_KEY_UNAVAILABLE = "DestinationKeyUnavailable"
     AWS_ERROR = "AwsError"
 
 

@@ -46,6 +46,7 @@ class Step(StrEnum):
     SNAPSHOTS = "snapshots"
     LAUNCH_PERMISSION = "launch_permission"
     VERIFY = "verify"
+    COPY = "copy"
     LEDGER = "ledger"
 
 

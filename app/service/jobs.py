@@ -108,6 +108,8 @@ class JobService:
             share_snapshots=request.share_snapshots,
             verify=self._verify(request),
             copy_options=request.copy,
+            reencrypt={"kms_key_id": request.reencrypt_key} if request.reencrypt_key else None,
+            shared_image_id=None if request.reencrypt_key else request.image_id,
             labels=dict(request.labels),
             created_by=requester.name,
             idempotency_key=idempotency_key,
@@ -271,6 +273,12 @@ class JobService:
         return request.verify
 
     def _check_copy(self, request: NewJob) -> None:
+        """`copy` and `reencrypt` are for shares, and a copy needs what copying needs."""
+        if request.action is not Action.SHARE:
+            for name, value in (("copy", request.copy), ("reencrypt", request.reencrypt_key)):
+                if value is not None:
+                    raise InvalidRequestError.of(name, "only a share job copies; leave it unset")
+            return
         if request.copy is None:
             return
         if not self.settings.destination_role_configured:
@@ -279,9 +287,14 @@ class JobService:
                 "copying into destinations needs a destination role, and "
                 "AMISHARE_DESTINATION_ROLE_NAME is not set on this service",
             )
-        raise InvalidRequestError.of(
-            "copy", "copying into destinations is not available in this version of amishare"
-        )
+        if request.kms_access is KmsAccess.NONE:
+            raise InvalidRequestError.of(
+                "copy", "a destination copies only with the key: kms_access 'none' forbids it"
+            )
+        if not request.share_snapshots:
+            raise InvalidRequestError.of(
+                "copy", "copying needs the snapshots shared: share_snapshots false forbids it"
+            )
 
     def _source_errors(
         self,

@@ -21,6 +21,7 @@ class NewJob:
     share_snapshots: bool
     verify: bool | None
     copy: dict[str, Any] | None
+    reencrypt_key: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     # The request as sent, canonical JSON: the same Idempotency-Key must come with the same body.
     fingerprint: str = ""

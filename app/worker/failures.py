@@ -1,9 +1,11 @@
-"""How a failed source-side call ends a job: one job-level code for each kind of failure."""
+"""How a failed call ends a job or a target: one code for each kind of failure."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.aws.call_errors import AwsCallError, ErrorKind
-from app.domain.codes import JobErrorCode, JobFailedError
+from app.domain.codes import JobErrorCode, JobFailedError, TargetErrorCode
 
 
 def source_failure(error: AwsCallError) -> JobFailedError:
@@ -36,4 +38,34 @@ def source_failure(error: AwsCallError) -> JobFailedError:
         )
     return JobFailedError(
         JobErrorCode.AWS_ERROR, f"{error.operation} failed ({error.code}): {error.message}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFailure:
+    """Why one destination failed: a stable code and a message a person can act on."""
+
+    code: TargetErrorCode
+    message: str
+
+
+def destination_failure(account_id: str, error: AwsCallError) -> TargetFailure:
+    """A destination-side call failed: that destination fails alone, with a code."""
+    if error.kind is ErrorKind.THROTTLED:
+        return TargetFailure(
+            TargetErrorCode.THROTTLED, f"Still throttled after retries: {error.message}"
+        )
+    if error.operation == "sts:AssumeRole":
+        return TargetFailure(
+            TargetErrorCode.DESTINATION_ROLE_UNAVAILABLE,
+            f"Could not assume the destination role in {account_id} ({error.code}): "
+            f"{error.message}",
+        )
+    if error.kind is ErrorKind.ACCESS_DENIED:
+        return TargetFailure(
+            TargetErrorCode.ACCESS_DENIED,
+            f"{error.operation} was denied in {account_id}: {error.message}",
+        )
+    return TargetFailure(
+        TargetErrorCode.AWS_ERROR, f"{error.operation} failed ({error.code}): {error.message}"
     )

@@ -27,6 +27,10 @@ class Inspection:
     def key_arns(self) -> tuple[str, ...]:
         return tuple(k.key_arn for k in self.keys)
 
+    @property
+    def under_aws_managed_key(self) -> bool:
+        return any(k.is_aws_managed for k in self.keys)
+
 
 class SourceReader(Protocol):
     """Source-side reads, retried, failing the job when they still fail (SourceSteps.read)."""
@@ -36,8 +40,11 @@ class SourceReader(Protocol):
     async def read(self, call: Callable[[], Awaitable[T]]) -> T: ...
 
 
-async def inspect_image(steps: SourceReader, image_id: str) -> Inspection:
-    """Everything a share needs to know, or a JobFailedError saying why it cannot be shared."""
+async def inspect_image(
+    steps: SourceReader, image_id: str, *, reencrypting: bool = False
+) -> Inspection:
+    """Everything a share needs to know, or a JobFailedError saying why it cannot be shared.
+    `reencrypting`: an image under an AWS-managed key is fine (it is shared as a copy)."""
     source = steps.source
     image = await steps.read(lambda: source.describe_image(image_id))
     if image is None:
@@ -58,12 +65,13 @@ async def inspect_image(steps: SourceReader, image_id: str) -> Inspection:
         )
     snapshots, keys = await _snapshots_and_keys(steps, image)
     managed = [k.key_arn for k in keys if k.is_aws_managed]
-    if managed:
+    if managed and not reencrypting:
         raise JobFailedError(
             JobErrorCode.AWS_MANAGED_KEY,
             f"{image_id} has snapshots encrypted with the AWS managed key {managed[0]} "
-            "(alias/aws/ebs), which cannot be shared. Copy the AMI re-encrypted with a "
-            "customer managed KMS key (CopyImage with KmsKeyId) and share the copy.",
+            '(alias/aws/ebs), which cannot be shared. Give the job reencrypt: {"kms_key_id": '
+            '"<a customer managed key>"} and amishare shares a copy re-encrypted with it '
+            "(CopyImage in the source account).",
         )
     return Inspection(image, tuple(snapshots), tuple(keys))
 

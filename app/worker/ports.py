@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from app.aws.gateway import Change
 from app.domain.access import KeyAccess, ShareRecord, ShareUpdate
+from app.domain.copies import SourceCopy
 from app.domain.principals import Principal
 from app.domain.types import Step
 
@@ -62,6 +63,35 @@ class JobRecorder(Protocol):
         self, remaining: Sequence[ShareRecord], gone: Sequence[Principal]
     ) -> None:
         """After taking access back: rows say exactly what remains; `gone` rows are deleted."""
+        ...
+
+    # What the job shares, and the copies it makes.
+    async def sharing(self, image_id: str, source_image_id: str | None) -> None:
+        """From here on the job shares `image_id` (a copy of `source_image_id`, when set): the
+        job says so, and the ledger rows are that image's."""
+        ...
+
+    async def ledger_of(self, image_id: str, source_image_id: str | None) -> None:
+        """From here on the ledger rows are `image_id`'s (a revoke of an image and its
+        copies), without changing what the job says it shares."""
+        ...
+
+    async def source_copy(
+        self, source_image_id: str, source_region: str, region: str, kms_key_id: str
+    ) -> SourceCopy | None: ...
+
+    async def record_source_copy(self, copy: SourceCopy) -> None: ...
+
+    async def source_copies_of(self, image_id: str, region: str) -> list[str]:
+        """The IDs of copies of `image_id` the service made in `region` (re-encrypted)."""
+        ...
+
+    async def copies(self, principals: Sequence[Principal]) -> dict[Principal, str]:
+        """The destination copies already made for these targets (a resumed job)."""
+        ...
+
+    async def record_copy(self, principal: Principal, image_id: str) -> None:
+        """A destination's copy exists (pending or not): recorded before it is waited for."""
         ...
 
     # The ledger of key access (keys are the job's region's).

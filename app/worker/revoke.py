@@ -11,7 +11,7 @@ alone, and the ledger row stays to say so).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 from app.aws.gateway import AwsGateway, ImageInfo
@@ -21,10 +21,10 @@ from app.domain.job_spec import JobSpec
 from app.domain.key_policy import grantee_of
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
+from app.worker.accounts import source_account
 from app.worker.inspection import key_arns_of_image, require_owner
 from app.worker.key_access import grants_to_revoke
 from app.worker.ports import JobRecorder, KeyLocks
-from app.worker.source import source_account
 from app.worker.steps import SourceSteps
 from app.worker.take_back import (
     ImageParts,
@@ -65,8 +65,9 @@ class RevokeProcedure:
         self.settings = settings
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
+        """Revoke the image, and the copies of it the service made in its Region (a
+        re-encrypted copy is what was shared in its stead)."""
         await self.recorder.start(targets)
-        rows = await self.recorder.shares(targets)
         async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
             steps = SourceSteps(
                 source,
@@ -76,25 +77,42 @@ class RevokeProcedure:
                 self.settings.target_concurrency,
                 spec.partition,
             )
-            image = await steps.read(lambda: source.describe_image(spec.image_id))
-            if image is not None:
-                require_owner(image, source.account_id, "revoke its sharing")
-            parts = await self._parts(steps, spec, image, rows)
-            survey = await self._survey(steps, parts, targets)
-            never = [p for p in targets if p not in rows and p not in survey.found]
-            if never:
-                await self.recorder.note(never, NEVER_SHARED_NOTE)
-            live = [p for p in targets if p not in never]
-            what = Withdrawal(
-                launch_permission=True,
-                snapshots=spec.share_snapshots,
-                keys=spec.kms_access is not KmsAccess.NONE,
-            )
-            await self.recorder.reach(live, Step.LAUNCH_PERMISSION)
-            outcome = await take_back(steps, parts, live, what)
+            copies = await self.recorder.source_copies_of(spec.image_id, spec.region)
+            never = set(targets)
+            refused: set[Principal] = set()
+            for image_spec in [spec] + [
+                replace(spec, image_id=c, source_image_id=spec.image_id) for c in copies
+            ]:
+                await self.recorder.ledger_of(image_spec.image_id, image_spec.source_image_id)
+                shared, failed = await self._revoke_image(steps, image_spec, targets)
+                never -= shared
+                refused |= failed
+        untouched = [p for p in targets if p in never]
+        if untouched:
+            await self.recorder.note(untouched, NEVER_SHARED_NOTE)
+        await self.recorder.succeed([p for p in targets if p not in refused], Step.LEDGER)
+
+    async def _revoke_image(
+        self, steps: SourceSteps, spec: JobSpec, targets: Sequence[Principal]
+    ) -> tuple[set[Principal], set[Principal]]:
+        """(principals it was shared with, principals whose revoke AWS refused)."""
+        rows = await self.recorder.shares(targets)
+        source = steps.source
+        image = await steps.read(lambda: source.describe_image(spec.image_id))
+        if image is not None:
+            require_owner(image, source.account_id, "revoke its sharing")
+        parts = await self._parts(steps, spec, image, rows)
+        survey = await self._survey(steps, parts, targets)
+        live = [p for p in targets if p in rows or p in survey.found]
+        what = Withdrawal(
+            launch_permission=True,
+            snapshots=spec.share_snapshots,
+            keys=spec.kms_access is not KmsAccess.NONE,
+        )
+        await self.recorder.reach(live, Step.LAUNCH_PERMISSION)
+        outcome = await take_back(steps, parts, live, what)
         await self._record(spec, parts, what, outcome, rows, survey, live)
-        done = [p for p in live if not outcome.refused(p)]
-        await self.recorder.succeed(never + done, Step.LEDGER)
+        return set(live), {p for p in live if outcome.refused(p)}
 
     async def _parts(
         self,

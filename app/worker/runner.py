@@ -23,6 +23,7 @@ from app.db.job_targets import JobTargets
 from app.db.models import Job
 from app.db.queue import JobQueue
 from app.domain.codes import JobErrorCode, JobFailedError
+from app.domain.copies import CopyOptions
 from app.domain.job_spec import JobSpec
 from app.domain.outcome import final_job_status
 from app.domain.principals import principal_of
@@ -53,6 +54,8 @@ def spec_of(job: Job) -> JobSpec:
         share_snapshots=job.share_snapshots,
         verify=job.verify,
         created_by=job.created_by,
+        copy=CopyOptions(**job.copy_options) if job.copy_options else None,
+        reencrypt_key=(job.reencrypt or {}).get("kms_key_id"),
     )
 
 

@@ -12,19 +12,23 @@ what this job gave it taken back; what cannot be taken back stays in the ledger 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from app.aws.call_errors import AwsCallError
 from app.aws.gateway import AwsGateway, SourceAccount
 from app.config import Settings
 from app.domain.access import ShareRecord, ShareUpdate
-from app.domain.codes import JobFailedError
+from app.domain.codes import JobErrorCode, JobFailedError
 from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
+from app.worker.accounts import source_account
+from app.worker.copies import CopyCancelledError, CopyFailedError, copy_in_source
+from app.worker.destination_copies import DestinationCopies
+from app.worker.failures import source_failure
 from app.worker.inspection import Inspection, inspect_image
 from app.worker.key_access import grant_key_access
 from app.worker.ports import JobRecorder, KeyLocks
-from app.worker.source import source_account
 from app.worker.steps import Rejected, SourceSteps
 from app.worker.take_back import (
     ImageParts,
@@ -42,6 +46,10 @@ SNAPSHOT_ORG_NOTE = (
 )
 CANCELLED_NOTE = "Cancelled before this destination was finished; changes made for it were undone."
 UNDONE_NOTE = "What this job had given it was taken back."
+COPY_NOTE = (
+    " The image is shared with it (recorded in the ledger); only its copy is missing: retry "
+    "the job to copy again."
+)
 
 
 @dataclass
@@ -90,18 +98,23 @@ class ShareProcedure:
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         await self.recorder.start(targets)
-        before = await self.recorder.shares(targets)
-        had_it = {p for p, r in before.items() if r.launch_permission and r.job_id != spec.job_id}
-        flight = TargetsInFlight(list(targets), had_it)
         async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
             steps = self._steps(source, spec)
-            found = await inspect_image(steps, spec.image_id)
+            reencrypting = spec.reencrypt_key is not None
+            found = await inspect_image(steps, spec.image_id, reencrypting=reencrypting)
+            spec, found = await self._shared_image(steps, spec, found, targets)
+            before = await self.recorder.shares(targets)
+            had_it = {
+                p for p, r in before.items() if r.launch_permission and r.job_id != spec.job_id
+            }
+            flight = TargetsInFlight(list(targets), had_it)
             if spec.kms_access is KmsAccess.KEY_POLICY:
                 for key_arn in found.key_arns:  # a statement of ours someone changed: stop now
                     await steps.read_grantees(key_arn)
             try:
                 await self._grant_source_side(steps, spec, found, flight)
                 await self._verify(steps, spec, found, flight)
+                await self._copy(steps, spec, found, flight)
             except JobFailedError:
                 # Nothing more will be done for any target: take back what each was given.
                 await self._take_back_refused(steps, spec, found, flight)
@@ -111,6 +124,90 @@ class ShareProcedure:
         await self.recorder.reach(flight.live, Step.LEDGER)
         await self.recorder.complete_shares(flight.live)
         await self.recorder.succeed(flight.live, Step.LEDGER)
+
+    async def _shared_image(
+        self,
+        steps: SourceSteps,
+        spec: JobSpec,
+        found: Inspection,
+        targets: Sequence[Principal],
+    ) -> tuple[JobSpec, Inspection]:
+        """The image the job shares: the one asked for, or (under an AWS-managed key, with
+        `reencrypt`) its copy in the source re-encrypted with the customer-managed key, made
+        once and reused by later jobs."""
+        if not found.under_aws_managed_key or spec.reencrypt_key is None:
+            await self.recorder.sharing(spec.image_id, None)
+            return spec, found
+        key_id = spec.reencrypt_key
+        key = await steps.read(lambda: steps.source.describe_own_key(key_id))
+        if key is None or key.is_aws_managed or not key.enabled:
+            state = (
+                "does not exist"
+                if key is None
+                else ("is AWS managed" if key.is_aws_managed else "is not enabled")
+            )
+            raise JobFailedError(
+                JobErrorCode.REENCRYPT_KEY_UNAVAILABLE,
+                f"reencrypt's key {key_id} {state} in the source account: name an enabled "
+                "customer managed key of that account.",
+            )
+        try:
+            copy_id = await copy_in_source(
+                steps.source,
+                self.recorder,
+                found.image,
+                spec.region,
+                spec.region,
+                key_id,
+                self.settings,
+                self.recorder.cancel_requested,
+            )
+        except CopyCancelledError:
+            await self.recorder.cancel(targets, CANCELLED_NOTE)
+            raise JobCancelledError from None
+        except CopyFailedError as failed:
+            raise JobFailedError(
+                JobErrorCode.COPY_FAILED,
+                f"The copy of {spec.image_id} re-encrypted with {key_id} failed: {failed}.",
+            ) from failed
+        except AwsCallError as error:
+            raise source_failure(error) from error
+        await self.recorder.sharing(copy_id, spec.image_id)
+        return replace(spec, image_id=copy_id, source_image_id=spec.image_id), (
+            await inspect_image(steps, copy_id)
+        )
+
+    async def _copy(
+        self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight
+    ) -> None:
+        """Each destination copies the shared image. A copy that fails fails its target
+        alone, and the share stays (recorded): only the copy is missing."""
+        if spec.copy is None or not flight.live:
+            return
+        await self._checkpoint(steps, spec, found, flight)
+        await self.recorder.reach(flight.live, Step.COPY)
+        outcome = await DestinationCopies(self.gateway, self.recorder, self.settings).copy(
+            spec, found.image, flight.live
+        )
+        key = spec.copy.kms_key_id
+        await self.recorder.record_shares(
+            [
+                ShareUpdate(p, copied_image_id=i, copy_kms_key_id=key)
+                for p, i in outcome.copied.items()
+            ]
+        )
+        for principal, refusal in outcome.refused.items():
+            await self.recorder.fail(
+                [principal], Step.COPY, refusal.code, refusal.message + COPY_NOTE
+            )
+        refused = set(outcome.refused)
+        if outcome.cancelled:
+            finished = [p for p in flight.live if p not in refused and p not in outcome.cancelled]
+            flight.live = list(outcome.cancelled)
+            await self._cancel(steps, spec, found, flight)
+            flight.live = finished
+        else:
+            flight.live = [p for p in flight.live if p not in refused]
 
     async def _grant_source_side(
         self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -13,10 +14,13 @@ from sqlmodel import col
 from app.aws.gateway import Change
 from app.db.engine import SessionFactory
 from app.db.events import EventLog
+from app.db.image_copies import ImageCopies
 from app.db.job_targets import JobTargets
 from app.db.ledger import KeyAccessLedger, ShareLedger, ShareScope, key_access_of, share_record
 from app.db.models import Job, JobEvent
+from app.db.queue import JobQueue
 from app.domain.access import KeyAccess, ShareRecord, ShareUpdate
+from app.domain.copies import SourceCopy
 from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import Step
@@ -143,8 +147,48 @@ class SqlJobRecorder:
     def _scope(self) -> ShareScope:
         spec = self.spec
         return ShareScope(
-            spec.image_id, spec.region, spec.source_account_id, spec.job_id, spec.kms_access
+            spec.image_id,
+            spec.region,
+            spec.source_account_id,
+            spec.job_id,
+            spec.kms_access,
+            spec.source_image_id,
         )
+
+    async def ledger_of(self, image_id: str, source_image_id: str | None) -> None:
+        self.spec = replace(self.spec, image_id=image_id, source_image_id=source_image_id)
+
+    async def sharing(self, image_id: str, source_image_id: str | None) -> None:
+        await self.ledger_of(image_id, source_image_id)
+        async with self.sessions.begin() as session:
+            queue = JobQueue(session, skip_locked=False)
+            await queue.record_shared_image(self.spec.job_id, self.worker_id, image_id)
+
+    async def source_copy(
+        self, source_image_id: str, source_region: str, region: str, kms_key_id: str
+    ) -> SourceCopy | None:
+        async with self.sessions() as session:
+            return await ImageCopies(session).find(
+                source_image_id, source_region, region, kms_key_id
+            )
+
+    async def record_source_copy(self, copy: SourceCopy) -> None:
+        async with self.sessions.begin() as session:
+            await ImageCopies(session).save(copy, self.spec.source_account_id)
+
+    async def source_copies_of(self, image_id: str, region: str) -> list[str]:
+        async with self.sessions() as session:
+            return await ImageCopies(session).copies_of(image_id, region)
+
+    async def copies(self, principals: Sequence[Principal]) -> dict[Principal, str]:
+        by_value = {p.value: p for p in principals}
+        async with self.sessions() as session:
+            found = await self._targets(session).copied(list(by_value))
+        return {by_value[p]: image_id for p, image_id in found.items()}
+
+    async def record_copy(self, principal: Principal, image_id: str) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).record_copy(principal.value, image_id)
 
     async def shares(self, principals: Sequence[Principal]) -> dict[Principal, ShareRecord]:
         by_value = {p.value: p for p in principals}

@@ -5,27 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
-from app.aws.call_errors import AwsCallError, ErrorKind
+from app.aws.call_errors import AwsCallError
 from app.aws.gateway import AwsGateway, DestinationAccount, RoleSession
 from app.config import Settings
 from app.domain.codes import TargetErrorCode
 from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.logs import destination_context
+from app.worker.failures import TargetFailure, destination_failure
 from app.worker.ports import JobRecorder
 from app.worker.retry import with_retries
 
 log = logging.getLogger(__name__)
 NOT_VERIFIED_NOTE = "Not verified: an organization or OU has no single account to look from."
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyFailure:
-    code: TargetErrorCode
-    message: str
 
 
 class Verifier:
@@ -36,12 +30,12 @@ class Verifier:
 
     async def verify(
         self, spec: JobSpec, key_arns: Sequence[str], live: Sequence[Principal]
-    ) -> tuple[list[Principal], dict[Principal, VerifyFailure], list[Principal]]:
+    ) -> tuple[list[Principal], dict[Principal, TargetFailure], list[Principal]]:
         """(passed, failed, unchecked): `unchecked` are the destinations not looked at because
         the job was cancelled meanwhile. Failures are the caller's to record, once what the
         job gave those destinations has been taken back."""
         bound = asyncio.Semaphore(self.settings.target_concurrency)
-        failed: dict[Principal, VerifyFailure] = {}
+        failed: dict[Principal, TargetFailure] = {}
         unchecked: list[Principal] = []
         cancel = CancelWatch(self.recorder)
         session = RoleSession(spec.job_id, spec.created_by or None)
@@ -74,7 +68,7 @@ class Verifier:
 
     async def _check_one(
         self, spec: JobSpec, key_arns: Sequence[str], account_id: str, session: RoleSession
-    ) -> VerifyFailure | None:
+    ) -> TargetFailure | None:
         """Assume the destination role and look; a throttled or failing AssumeRole is retried
         within the step's budget like any other call."""
         retry = self.settings.retry_policy
@@ -88,12 +82,12 @@ class Verifier:
             except AwsCallError as error:
                 attempt += 1
                 if not error.retryable or attempt >= retry.max_attempts:
-                    return _destination_failure(account_id, error)
+                    return destination_failure(account_id, error)
                 await asyncio.sleep(retry.delay(attempt))
 
     async def _wait_until_visible(
         self, destination: DestinationAccount, image_id: str, key_arns: Sequence[str]
-    ) -> VerifyFailure | None:
+    ) -> TargetFailure | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.verify_timeout_seconds
         delay = self.settings.verify_initial_delay_seconds
@@ -102,7 +96,7 @@ class Verifier:
             if not missing:
                 return None
             if loop.time() + delay > deadline:
-                return VerifyFailure(
+                return TargetFailure(
                     TargetErrorCode.NOT_VISIBLE_IN_DESTINATION,
                     f"After {self.settings.verify_timeout_seconds:.0f}s account "
                     f"{destination.account_id} still "
@@ -145,24 +139,3 @@ class CancelWatch:
                 self._cancelled = await self.recorder.cancel_requested()
                 self._checked_at = now
             return self._cancelled
-
-
-def _destination_failure(account_id: str, error: AwsCallError) -> VerifyFailure:
-    if error.kind is ErrorKind.THROTTLED:
-        return VerifyFailure(
-            TargetErrorCode.THROTTLED, f"Still throttled after retries: {error.message}"
-        )
-    if error.operation == "sts:AssumeRole":
-        return VerifyFailure(
-            TargetErrorCode.DESTINATION_ROLE_UNAVAILABLE,
-            f"Could not assume the destination role in {account_id} ({error.code}): "
-            f"{error.message}",
-        )
-    if error.kind is ErrorKind.ACCESS_DENIED:
-        return VerifyFailure(
-            TargetErrorCode.ACCESS_DENIED,
-            f"{error.operation} was denied in {account_id}: {error.message}",
-        )
-    return VerifyFailure(
-        TargetErrorCode.AWS_ERROR, f"{error.operation} failed ({error.code}): {error.message}"
-    )

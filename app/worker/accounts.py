@@ -1,4 +1,4 @@
-"""Entering the job's source account: the one place its role is assumed for a job."""
+"""Entering the accounts a job acts in, as the job's role session: the source, and destinations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from app.aws.call_errors import AwsCallError
-from app.aws.gateway import AwsGateway, RoleSession, SourceAccount
+from app.aws.gateway import AwsGateway, DestinationAccount, RoleSession, SourceAccount
 from app.domain.job_spec import JobSpec
 from app.domain.retry import RetryPolicy
 from app.worker.failures import source_failure
@@ -34,3 +34,26 @@ async def source_account(
                     raise source_failure(error) from error
                 await asyncio.sleep(retry.delay(attempt))
         yield source
+
+
+@asynccontextmanager
+async def destination_account(
+    gateway: AwsGateway, account_id: str, spec: JobSpec, retry: RetryPolicy
+) -> AsyncIterator[DestinationAccount]:
+    """A destination through its role, assumed as the job's session; a throttled or failing
+    AssumeRole is retried within the step's budget, then its error is raised."""
+    session = RoleSession(spec.job_id, spec.created_by or None)
+    attempt = 0
+    async with AsyncExitStack() as stack:
+        while True:
+            try:
+                destination = await stack.enter_async_context(
+                    gateway.destination(account_id, spec.region, session)
+                )
+                break
+            except AwsCallError as error:
+                attempt += 1
+                if not error.retryable or attempt >= retry.max_attempts:
+                    raise
+                await asyncio.sleep(retry.delay(attempt))
+        yield destination
