@@ -43,6 +43,7 @@ class FanoutResult:
     source_calls: Counter[str]
     destination_calls: Counter[str]
     critical_path_calls: int
+    source_trips: int  # the source's share of the critical path
     cpu_amishare: float
     cpu_double: float
 
@@ -53,7 +54,12 @@ def accounts(n: int) -> list[str]:
 
 
 def run_amishare(
-    server: Server, double: Double, image: seed.SeededImage, n: int, mode: str
+    server: Server,
+    double: Double,
+    image: seed.SeededImage,
+    n: int,
+    mode: str,
+    **options: Any,
 ) -> FanoutResult:
     targets = accounts(n)
     double.open_accounts(targets)
@@ -70,6 +76,7 @@ def run_amishare(
                 "source_account_id": SOURCE,
                 "account_ids": targets,
                 "kms_access": mode,
+                **options,
             },
         )
         answer.raise_for_status()
@@ -87,7 +94,7 @@ def run_amishare(
         seconds = time.perf_counter() - started
     cpu_amishare = cpu_seconds(server.process.pid) - cpu_before[0]
     cpu_double = cpu_seconds(double.process.pid) - cpu_before[1]
-    source, destinations, path = classify_calls(double.requests())
+    source, destinations, path, source_trips = classify_calls(double.requests())
     return FanoutResult(
         mode,
         n,
@@ -97,6 +104,7 @@ def run_amishare(
         source,
         destinations,
         path,
+        source_trips,
         cpu_amishare,
         cpu_double,
     )
@@ -110,7 +118,9 @@ def median_run(runs: list[FanoutResult]) -> FanoutResult:
     return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
 
 
-def classify_calls(requests: list[dict[str, Any]]) -> tuple[Counter[str], Counter[str], int]:
+def classify_calls(
+    requests: list[dict[str, Any]],
+) -> tuple[Counter[str], Counter[str], int, int]:
     """Calls made in the source account and in the destinations, by API; and the sequential
     round trips on amishare's critical path: the source calls in order, where the calls of one
     step that run side by side (the CreateGrant calls, every snapshot's and every chunk's
@@ -134,7 +144,7 @@ def classify_calls(requests: list[dict[str, Any]]) -> tuple[Counter[str], Counte
     side_by_side = ("kms:CreateGrant", "ec2:ModifySnapshotAttribute", "ec2:ModifyImageAttribute")
     sequential = sum(c for api, c in source.items() if api not in side_by_side)
     sequential += sum(1 for api in side_by_side if source[api])
-    return source, destinations, sequential + max(chains.values(), default=0)
+    return source, destinations, sequential + max(chains.values(), default=0), sequential
 
 
 def run_script(double: Double, key: seed.SeededKey, snapshots: int, n: int) -> float:
@@ -161,6 +171,12 @@ def main() -> None:
     parser.add_argument("--target-concurrency", default="128")
     parser.add_argument(
         "--repeat", type=int, default=3, help="amishare runs per N and mode; the median is shown"
+    )
+    parser.add_argument(
+        "--copy-sizes", default="100", help="N for a share with `copy` (empty: none)"
+    )
+    parser.add_argument(
+        "--copy-seconds", type=float, default=5.0, help="how long the double's copies take"
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -199,6 +215,10 @@ def main() -> None:
                 print(f"script N={n}: {seconds:.2f}s", flush=True)
             elif per_destination is not None:
                 script_seconds[n] = (per_destination * n, True)
+        copy_results = [
+            run_copies(server, double, n, args.copy_seconds, args.repeat, args.latency_ms)
+            for n in (int(c) for c in args.copy_sizes.split(",") if c)
+        ]
         peak = server.peak_rss_mb()
 
     print()
@@ -246,7 +266,57 @@ def main() -> None:
     )
     for line in growth(results):
         print(line)
+    if copy_results:
+        print_copies(copy_results, args.copy_seconds, latency)
     print(f"peak RSS of amishare serve: {peak:.0f} MB")
+
+
+def run_copies(
+    server: Server, double: Double, n: int, copy_seconds: float, repeat: int, latency_ms: float
+) -> FanoutResult:
+    """A share with `copy` (no verification: every destination DescribeImages is then a look
+    at its copy), each copy taking `copy_seconds` in the double; median of `repeat` runs."""
+    double.set_faults(latency_ms=latency_ms, copy_seconds=copy_seconds, seed=1)
+    runs = []
+    for _ in range(repeat):
+        key = seed.create_customer_key(double.url)
+        image = seed.create_encrypted_image(double.url, key.key_id, snapshot_count=2)
+        runs.append(run_amishare(server, double, image, n, "key_policy", copy={}, verify=False))
+        print(f"amishare copy N={n}: {runs[-1].seconds:.2f}s {runs[-1].status}", flush=True)
+    double.set_faults(latency_ms=latency_ms, seed=1)
+    return median_run(runs)
+
+
+def print_copies(results: list[FanoutResult], copy_seconds: float, latency: float) -> None:
+    """Time beside the lower bound: the source's critical path, then each destination's
+    AssumeRole, CopyImage and one DescribeImages, plus one copy time."""
+    print()
+    print(f"Share with copy: each copy takes {copy_seconds:.0f} s in the double; no verification")
+    header = (
+        "N",
+        "amishare s",
+        "lower bound s",
+        "amishare/bound",
+        "DescribeImages per copy",
+        "CopyImage calls",
+        "all ok",
+    )
+    rows = []
+    for r in results:
+        bound = (r.source_trips + 3) * latency + copy_seconds
+        per_copy = r.destination_calls["ec2:DescribeImages"] / r.n
+        rows.append(
+            (
+                str(r.n),
+                f"{r.seconds:.2f}",
+                f"{bound:.2f}",
+                f"{r.seconds / bound:.2f}x",
+                f"{per_copy:.1f}",
+                str(r.destination_calls["ec2:CopyImage"]),
+                "yes" if r.succeeded else f"no ({r.status})",
+            )
+        )
+    print_table(header, rows)
 
 
 def growth(results: list[FanoutResult]) -> list[str]:

@@ -2,9 +2,10 @@
 
 A copy is asked for with a client token derived from what makes it unique, so a repeated
 request (a retried call, a resumed job) lands on the same copy; its ID is recorded before it is
-waited for. It is looked at with a doubling wait (AMISHARE_COPY_POLL_SECONDS up to
-AMISHARE_COPY_POLL_MAX_SECONDS), not every second, until AMISHARE_COPY_TIMEOUT_SECONDS.
-AWS's limit of concurrent copies (ResourceLimitExceeded) is waited out the same way.
+waited for. It is looked at every quarter of the time waited so far (at least
+AMISHARE_COPY_POLL_SECONDS, at most AMISHARE_COPY_POLL_MAX_SECONDS), not every second, until
+AMISHARE_COPY_TIMEOUT_SECONDS. AWS's limit of concurrent copies (ResourceLimitExceeded) is
+waited out with a doubling wait.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ async def wait_until_available(
 ) -> ImageInfo:
     """The copy once `available`; CopyFailedError when it failed, vanished or took too long."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + waits.timeout
-    delay = waits.first
+    started = loop.time()
+    deadline = started + waits.timeout
     while True:
         image = await with_retries(settings.retry_policy, lambda: copier.own_image(image_id))
         if image is None:
@@ -96,13 +97,15 @@ async def wait_until_available(
         if image.state not in ("pending", "transient"):
             reason = f": {image.state_reason}" if image.state_reason else ""
             raise CopyFailedError(f"the copy {image_id} is '{image.state}'{reason}")
+        # A quarter of the time waited so far: a copy is seen at most about 25% after it ends,
+        # in a few dozen looks however long it takes.
+        delay = min(max(waits.first, (loop.time() - started) / 4), waits.longest)
         if loop.time() + delay > deadline:
             raise CopyFailedError(
                 f"the copy {image_id} was not available after {waits.timeout:.0f}s "
                 "(AMISHARE_COPY_TIMEOUT_SECONDS); it may still finish"
             )
         await _pause(delay, cancelled)
-        delay = min(delay * 2, waits.longest)
 
 
 async def _pause(seconds: float, cancelled: Cancelled) -> None:

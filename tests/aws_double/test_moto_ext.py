@@ -1239,3 +1239,23 @@ def test_a_deny_statement_applies_only_to_the_principals_it_names(
     with pytest.raises(ClientError) as error:
         source.kms.describe_key(KeyId=key.key_id)
     assert error_code(error) == "AccessDeniedException"
+
+
+def test_asymmetric_keys_still_sign_and_verify_with_their_private_key_built_on_use(
+    double: AwsDouble, source: Account
+) -> None:
+    key_id = source.kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")["KeyMetadata"][
+        "KeyId"
+    ]
+    signature = source.kms.sign(
+        KeyId=key_id, Message=b"amishare", SigningAlgorithm="RSASSA_PSS_SHA_256"
+    )["Signature"]
+
+    verified = source.kms.verify(
+        KeyId=key_id,
+        Message=b"amishare",
+        Signature=signature,
+        SigningAlgorithm="RSASSA_PSS_SHA_256",
+    )
+    assert verified["SignatureValid"] is True
+    assert source.kms.get_public_key(KeyId=key_id)["PublicKey"]
