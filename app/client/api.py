@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, Literal, NotRequired, Self, TypedDict, TypeVar, cast
+from typing import Any, Generic, Literal, Self, TypedDict, TypeVar, cast
 
 import httpx
 
@@ -36,6 +36,8 @@ class Progress(TypedDict):
     cancelled: int
 
 
+# The answers' types, field for field as openapi/openapi.json has them (JobOut, TargetOut, …):
+# tests/unit/client/test_api_types.py compares the two.
 class Job(TypedDict):
     id: str
     action: str
@@ -53,6 +55,9 @@ class Job(TypedDict):
     finished_at: str | None
     progress: Progress
     error: ErrorInfo | None
+    attempts: int
+    reencrypt: dict[str, Any] | None
+    shared_image_id: str | None
 
 
 class Target(TypedDict):
@@ -62,9 +67,15 @@ class Target(TypedDict):
     step: str
     attempts: int
     error: ErrorInfo | None
-    note: NotRequired[str | None]
+    note: str | None
     copied_image_id: str | None
     updated_at: str
+
+
+class KeyAccess(TypedDict):
+    kms_key_id: str
+    key_policy: bool
+    grant_ids: list[str]
 
 
 class Share(TypedDict):
@@ -76,6 +87,10 @@ class Share(TypedDict):
     snapshot_ids: list[str]
     shared_at: str
     job_id: str
+    launch_permission: bool
+    key_access: list[KeyAccess]
+    source_image_id: str | None
+    copied_image_id: str | None
 
 
 class Event(TypedDict):
@@ -87,6 +102,7 @@ class Event(TypedDict):
     request_id: str | None
     outcome: str
     message: str | None
+    detail: dict[str, Any] | None
 
 
 class Page(TypedDict, Generic[T]):

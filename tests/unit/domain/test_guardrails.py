@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.domain.guardrails import ANY_DESTINATION, ANY_SOURCE, DestinationGuardrail, SourceGuardrail
+from app.domain.guardrails import (
+    ANY_DESTINATION,
+    ANY_SOURCE,
+    DestinationGuardrail,
+    JobGuardrails,
+    SourceGuardrail,
+)
 from app.domain.principals import Principal, account
 from app.domain.types import PrincipalType
 
@@ -187,3 +193,43 @@ class TestSources:
     def test_anything_but_accounts_is_refused(self, entry: str) -> None:
         with pytest.raises(ValueError, match="is not an allowed"):
             SourceGuardrail.parse([entry])
+
+
+class TestJobGuardrails:
+    """What a worker checks again before a job changes anything: the service's lists and the
+    lists of the token that created the job, both."""
+
+    def guardrails(self) -> JobGuardrails:
+        return JobGuardrails(
+            sources=SourceGuardrail.parse(["1234*"]),
+            destinations=DestinationGuardrail.parse(["2222*", ORG]),
+            tokens={
+                "team": (SourceGuardrail.parse(["123456789012"]), DestinationGuardrail.parse([OU]))
+            },
+        )
+
+    def test_a_source_must_be_allowed_by_the_service_and_the_token(self) -> None:
+        guardrails = self.guardrails()
+
+        assert guardrails.allows_source("123456789012", "team")
+        assert not guardrails.allows_source("123400000000", "team")  # the token's list
+        assert guardrails.allows_source("123400000000", "other")  # a token without lists
+        assert not guardrails.allows_source("999999999999", "other")  # the service's list
+
+    def test_a_share_needs_both_lists_and_a_revoke_only_the_tokens(self) -> None:
+        guardrails = self.guardrails()
+        outside_the_service = account("333333333333")
+
+        assert guardrails.allows_destination(unit(OU), "team", giving=True)
+        assert not guardrails.allows_destination(account("222211112222"), "team", giving=True)
+        assert guardrails.allows_destination(account("222211112222"), "other", giving=True)
+        assert not guardrails.allows_destination(outside_the_service, "other", giving=True)
+        # Taking access back is always allowed by the service, never beyond the token's list.
+        assert guardrails.allows_destination(outside_the_service, "other", giving=False)
+        assert not guardrails.allows_destination(outside_the_service, "team", giving=False)
+
+    def test_a_token_no_longer_configured_is_limited_by_the_service_only(self) -> None:
+        guardrails = self.guardrails()
+
+        assert guardrails.allows_destination(account("222211112222"), "gone", giving=True)
+        assert not guardrails.allows_destination(account("333333333333"), "gone", giving=True)
