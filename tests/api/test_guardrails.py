@@ -222,9 +222,15 @@ class TestTokenDestinations:
     async def test_a_token_without_lists_is_limited_by_the_service_only(
         self, sessions: SessionFactory
     ) -> None:
-        job = await create(sessions, new_job(account_ids=["333311112222"]))
+        within = await create(
+            sessions, new_job(account_ids=["333311112222"]), allowed_destinations=["3333*"]
+        )
+        errors = await refused(
+            sessions, new_job(account_ids=["444411112222"]), allowed_destinations=["3333*"]
+        )
 
-        assert job.created_by == "limited"
+        assert within.created_by == "limited"
+        assert errors == {"account_ids[0]": "not among this service's allowed destinations"}
 
 
 async def failed_job(sessions: SessionFactory, accounts: list[str]) -> str:

@@ -98,9 +98,11 @@ def test_problem_schema_has_the_rfc_9457_members_and_field_errors(spec: dict[str
     schemas = spec["components"]["schemas"]
     problem = schemas["Problem"]
 
-    assert {"type", "title", "status", "detail"} <= set(problem["required"])
-    assert "errors" in problem["properties"]
-    assert {"field", "message"} <= set(schemas["ProblemFieldError"]["required"])
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert set(problem["properties"]) == {"type", "title", "status", "detail", "errors"}
+    field_error = schemas["ProblemFieldError"]
+    assert set(field_error["required"]) == {"field", "message"}
+    assert set(field_error["properties"]) == {"field", "message", "location"}
     # FastAPI's own 422 body is never sent, so it must not be documented either.
     assert "HTTPValidationError" not in schemas
 

@@ -10,7 +10,7 @@ import pytest
 from aiobotocore.config import AioConfig
 from botocore.parsers import ResponseParserError
 
-from app.aws.boto_gateway import BotoAwsGateway
+from app.aws.boto_gateway import GRANT_OPERATIONS, BotoAwsGateway
 from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.gateway import RoleSession
 from app.aws.sessions import as_call_error, client_config
@@ -128,7 +128,16 @@ async def test_create_grant_names_the_destination_root(
     grant = next(g for g in grants if g["GrantId"] == grant_id)
     assert grant["GranteePrincipal"] == f"arn:aws:iam::{DESTINATION_ACCOUNT}:root"
     assert grant["Name"] == "amishare-t1"
-    assert {"Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom"} <= set(grant["Operations"])
+    assert set(grant["Operations"]) == {
+        "Decrypt",
+        "DescribeKey",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "CreateGrant",
+    }
+    assert sorted(grant["Operations"]) == sorted(GRANT_OPERATIONS)
     assert (change.api, change.resource, change.principals) == (
         "kms:CreateGrant",
         key_arn,
