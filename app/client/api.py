@@ -163,6 +163,8 @@ class JobRequest:
     kms_access: KmsAccess | None = None
     share_snapshots: bool | None = None
     verify: bool | None = None
+    copy: dict[str, Any] | None = None
+    reencrypt: dict[str, Any] | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
@@ -179,6 +181,8 @@ class JobRequest:
             "kms_access": self.kms_access,
             "share_snapshots": self.share_snapshots,
             "verify": self.verify,
+            "copy": self.copy,
+            "reencrypt": self.reencrypt,
             "labels": self.labels or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})

@@ -249,6 +249,35 @@ def share(
             show_default=False,
         ),
     ] = None,
+    copy: Annotated[
+        bool,
+        typer.Option(
+            "--copy",
+            help="Each destination account copies the image into itself, under its default "
+            "EBS key (needs the server's destination role).",
+        ),
+    ] = False,
+    copy_kms_key: Annotated[
+        str | None,
+        typer.Option(
+            "--copy-kms-key",
+            help="Each destination copies the image under its own key of this alias, ID or ARN "
+            "(implies --copy).",
+            show_default=False,
+        ),
+    ] = None,
+    no_copy_tags: Annotated[
+        bool, typer.Option("--no-copy-tags", help="Copies do not get the image's user tags.")
+    ] = False,
+    reencrypt_with: Annotated[
+        str | None,
+        typer.Option(
+            "--reencrypt-with",
+            help="A customer managed key of the source: an image under the AWS managed key "
+            "(aws/ebs) is shared as a copy re-encrypted with it.",
+            show_default=False,
+        ),
+    ] = None,
     label: Annotated[
         list[str] | None,
         typer.Option("--label", help="A label key=value (repeat for more).", show_default=False),
@@ -259,6 +288,7 @@ def share(
     as_json: AsJson = False,
 ) -> None:
     """Share an AMI (launch permission, snapshots and KMS key) with accounts, orgs or OUs."""
+    copying = copy or copy_kms_key is not None
     request = JobRequest(
         action="share",
         image_id=image,
@@ -269,6 +299,8 @@ def share(
         kms_access=kms_value(kms_access),
         share_snapshots=False if no_snapshots else None,
         verify=verify,
+        copy={"kms_key_id": copy_kms_key, "copy_tags": not no_copy_tags} if copying else None,
+        reencrypt={"kms_key_id": reencrypt_with} if reencrypt_with else None,
         labels=parse_labels(label),
     )
     start_job(Connection(url, token, as_json), request, wait)
@@ -327,6 +359,8 @@ def status(
             render.print_json(found)
             return outcome_code(found)
         out.print(render.job_table(found))
+        if found["copy"]:
+            out.print(render.copies_table(client.all_targets(job)))
         if found["progress"]["failed"]:
             failed = client.all_targets(job, status="failed")
             out.print(render.failed_targets_table(failed, found["error"]))

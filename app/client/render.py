@@ -86,7 +86,9 @@ def job_table(job: Job) -> Table:
         ("job", job["id"]),
         ("action", job["action"]),
         ("image", f"{job['image_id']} ({job['region']}, source {job['source_account_id']})"),
+        ("shared image", _shared_image(job)),
         ("kms access", job["kms_access"]),
+        ("copies", _copies(job)),
         ("snapshots", "included" if job["share_snapshots"] else "not included"),
         ("verify", "yes" if job["verify"] else "no"),
         ("labels", labels),
@@ -101,6 +103,33 @@ def job_table(job: Job) -> Table:
         error = job["error"]
         table.add_row("error", f"[red]{escape(error['code'])}[/red]: {escape(error['message'])}")
     return table
+
+
+def _shared_image(job: Job) -> str:
+    shared = job["shared_image_id"]
+    if shared is None:
+        return "not known yet (re-encrypted copy pending)"
+    return shared if shared == job["image_id"] else f"{shared} (a re-encrypted copy)"
+
+
+def _copies(job: Job) -> str:
+    if not job["copy"]:
+        return "none"
+    key = job["copy"].get("kms_key_id") or "each destination's default EBS key"
+    return f"into each destination, under {key}"
+
+
+def copies_table(targets: Iterable[Target]) -> Listing:
+    """Each destination's copy: how far it got, and the copy's id."""
+    listing = Listing(("principal", "status", "step", "copy"))
+    for target in targets:
+        listing.add_row(
+            escape(target["principal"]),
+            status_text(target["status"]),
+            target["step"],
+            escape(target["copied_image_id"] or "-"),
+        )
+    return listing
 
 
 def when(timestamp: str) -> str:
@@ -238,16 +267,20 @@ def jobs_table(jobs: Iterable[Job]) -> Listing:
 def shares_table(shares: Iterable[Share]) -> Listing:
     """One row per image and principal; ARNs and snapshot ids are in --json."""
     listing = Listing(
-        ("image", "principal", "type", "kms keys", "snapshots", "shared at", "job"),
+        ("image", "principal", "type", "kms keys", "snapshots", "copy", "shared at", "job"),
         wrap=("kms keys", "shared at"),
     )
     for share in shares:
+        image = share["image_id"]
+        if share["source_image_id"]:
+            image += f"\n(copy of {share['source_image_id']})"
         listing.add_row(
-            escape(share["image_id"]),
+            escape(image),
             escape(share["principal"]),
             share["principal_type"],
             escape("\n".join(key_id(k) for k in share["kms_key_ids"]) or "-"),
             str(len(share["snapshot_ids"])),
+            escape(share["copied_image_id"] or "-"),
             when(share["shared_at"]),
             escape(share["job_id"]),
         )

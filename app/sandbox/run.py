@@ -41,6 +41,8 @@ HOST = "127.0.0.1"
 REGION = seed.DEFAULT_REGION
 DESTINATION_ROLE = "amishare-sandbox-destination"
 DEMO_ACCOUNTS = ("111122223333", "444455556666")
+COPY_KEY_ALIAS = "alias/amishare-sandbox-copies"
+DEMO_TAGS = {"team": "platform", "os": "linux"}
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": seed.FAKE_ACCESS_KEY_ID,
     "AWS_SECRET_ACCESS_KEY": seed.FAKE_SECRET_ACCESS_KEY,
@@ -72,9 +74,11 @@ SANDBOX_TUNING: dict[str, Any] = {
     "step_backoff_seconds": 0.05,
     "verify_initial_delay_seconds": 0.2,
     "verify_timeout_seconds": 15.0,
+    "copy_poll_seconds": 0.5,
     "shutdown_grace_seconds": 5.0,
 }
 STARTUP_TIMEOUT = 60.0
+SANDBOX_COPY_SECONDS = 3.0
 BACKLOG = 128
 
 
@@ -96,6 +100,8 @@ class SandboxImages:
     encrypted: seed.SeededImage  # two snapshots, both encrypted with `key`
     aws_managed: seed.SeededImage  # encrypted with alias/aws/ebs: a share fails, AwsManagedKey
     unencrypted: seed.SeededImage
+    # Each demo destination has a key under this alias: `copy` re-encrypts its copy with it.
+    copy_key_alias: str = COPY_KEY_ALIAS
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,7 @@ def start_double() -> AwsDouble:
 
 def seed_demo(endpoint_url: str) -> SandboxImages:
     key = seed.create_customer_key(endpoint_url, description="amishare sandbox key")
-    return SandboxImages(
+    images = SandboxImages(
         key=key,
         encrypted=seed.create_encrypted_image(
             endpoint_url, key.key_id, snapshot_count=2, name="amishare-sandbox-encrypted"
@@ -200,6 +206,23 @@ def seed_demo(endpoint_url: str) -> SandboxImages:
         ),
         unencrypted=seed.create_unencrypted_image(endpoint_url, name="amishare-sandbox-plain"),
     )
+    for image in (images.encrypted, images.aws_managed):
+        seed.tag_image(endpoint_url, image.image_id, DEMO_TAGS)  # copies carry them
+    for account_id in DEMO_ACCOUNTS:  # the destinations' own keys, for their copies
+        _destination_key(endpoint_url, account_id)
+    return images
+
+
+def _destination_key(endpoint_url: str, account_id: str) -> None:
+    """The demo destination's key under COPY_KEY_ALIAS (kept from an earlier sandbox of this
+    process: the double's state is one per process)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        seed.create_destination_key(endpoint_url, account_id, COPY_KEY_ALIAS)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+            raise
 
 
 def new_token() -> str:
@@ -333,6 +356,7 @@ def run_sandbox(
         stack.enter_context(fake_aws_environment())
         sock = stack.enter_context(closing(bind(port)))
         double = stack.enter_context(start_double())
+        double.set_faults(copy_seconds=SANDBOX_COPY_SECONDS)  # a copy takes a moment, as on AWS
         images = seed_demo(double.url)
         database_url = stack.enter_context(temporary_database())
         token = new_token()
@@ -414,9 +438,19 @@ def try_it_commands(info: SandboxInfo) -> list[tuple[str, str]]:
             f"amishare revoke {image} --region {region} --from {first} --wait",
         ),
         (
+            "each destination copies the image, re-encrypted with its own key",
+            f"amishare share {image} --region {region} --to {first},{second} "
+            f"--copy-kms-key {info.images.copy_key_alias} --wait",
+        ),
+        (
             "a job that fails: AWS managed keys cannot be shared (exit 1)",
             f"amishare share {info.images.aws_managed.image_id} --region {region} "
             f"--to {second} --wait",
+        ),
+        (
+            "... unless amishare shares a copy re-encrypted with a customer managed key",
+            f"amishare share {info.images.aws_managed.image_id} --region {region} "
+            f"--to {second} --reencrypt-with {info.images.key.key_arn} --wait",
         ),
         ("recent jobs", "amishare jobs"),
         (
@@ -438,7 +472,11 @@ def banner_rows(info: SandboxInfo) -> list[tuple[str, str]]:
         ("source account", f"{info.source_account_id}, region {info.region}"),
         ("KMS key", images.key.key_arn),
         ("encrypted AMI", f"{images.encrypted.image_id}  (2 snapshots, the key above)"),
-        ("AWS-managed AMI", f"{images.aws_managed.image_id}  (alias/aws/ebs: cannot be shared)"),
+        (
+            "AWS-managed AMI",
+            f"{images.aws_managed.image_id}  (alias/aws/ebs: shared only as a re-encrypted copy)",
+        ),
+        ("destination keys", f"{images.copy_key_alias} in {', '.join(DEMO_ACCOUNTS)} (for copies)"),
         ("unencrypted AMI", images.unencrypted.image_id),
     ]
 

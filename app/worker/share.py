@@ -291,7 +291,7 @@ class ShareProcedure:
         if undo:
             outcome = await self._take_back(steps, spec, found, undo, self._parts(spec))
             if note:
-                await self.recorder.note([p for p in undo if not outcome.refused(p)], note)
+                await self.recorder.note([p for p in undo if outcome.undone(p)], note)
 
     async def _take_back_refused(
         self,
@@ -340,7 +340,12 @@ class ShareProcedure:
     ) -> TakeBackOutcome:
         parts = ImageParts(spec.image_id, True, found.snapshot_ids, found.key_arns)
         rows = await self.recorder.shares(principals)
-        outcome = await take_back(steps, parts, principals, what)
+        try:
+            outcome = await take_back(steps, parts, principals, what)
+        except JobFailedError as stopped:
+            # The other targets are still taken back; these keep their rows as they were
+            # (written before each change landed), for a revoke.
+            return TakeBackOutcome(stopped=stopped)
         remaining: list[ShareRecord] = []
         gone: list[Principal] = []
         for principal in principals:
@@ -361,6 +366,11 @@ def _undo_note(
 ) -> str:
     if principal in had_it or outcome is None:
         return " It keeps the share it had before this job."
+    if outcome.stopped is not None:
+        return (
+            f" Taking back what it was given stopped ({outcome.stopped.code}); what remains is "
+            "recorded in the ledger, for a revoke to take back."
+        )
     left = outcome.refused(principal)
     if left is None:
         return " " + UNDONE_NOTE

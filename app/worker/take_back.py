@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from app.aws.call_errors import AwsCallError
 from app.domain.access import ShareRecord
+from app.domain.codes import JobFailedError
 from app.domain.principals import Principal
 from app.domain.types import Step
 from app.worker.key_access import KeyRelease, release_key_access
@@ -54,9 +55,15 @@ class TakeBackOutcome:
     # principal -> the step whose undoing AWS refused, and why (later steps were not tried)
     failed: dict[Principal, tuple[Step, AwsCallError]] = field(default_factory=dict)
     keys: KeyRelease = field(default_factory=KeyRelease)
+    # Taking back stopped as a whole (the source failed, e.g. throttled past the budget): what
+    # was taken back before is unknown, the ledger rows stay as they were.
+    stopped: JobFailedError | None = None
 
     def refused(self, principal: Principal) -> tuple[Step, AwsCallError] | None:
         return self.failed.get(principal)
+
+    def undone(self, principal: Principal) -> bool:
+        return self.stopped is None and principal not in self.failed
 
 
 async def take_back(

@@ -225,7 +225,25 @@ BAD_BODIES = [
     pytest.param({"action": "delete"}, "action", id="action-unknown"),
     pytest.param({"action": "SHARE"}, "action", id="action-wrong-case"),
     pytest.param({"action": DROP}, "action", id="action-missing"),
-    pytest.param({"copy": {"kms_key_id": None, "copy_tags": True}}, "copy", id="copy-given"),
+    pytest.param(
+        {"action": "revoke", "copy": {"kms_key_id": None, "copy_tags": True}},
+        "copy",
+        id="copy-on-a-revoke",
+    ),
+    pytest.param(
+        {"action": "revoke", "reencrypt": {"kms_key_id": "alias/builds"}},
+        "reencrypt",
+        id="reencrypt-on-a-revoke",
+    ),
+    pytest.param({"copy": {}, "kms_access": "none"}, "copy", id="copy-without-key-access"),
+    pytest.param({"copy": {}, "share_snapshots": False}, "copy", id="copy-without-snapshots"),
+    pytest.param({"copy": {"kms_key_id": "not a key"}}, "copy.kms_key_id", id="copy-bad-key"),
+    pytest.param(
+        {"reencrypt": {"kms_key_id": "alias/aws/ebs"}},
+        "reencrypt.kms_key_id",
+        id="reencrypt-with-an-aws-managed-key",
+    ),
+    pytest.param({"reencrypt": {}}, "reencrypt.kms_key_id", id="reencrypt-without-a-key"),
     pytest.param({"copy": {"colour": "red"}}, "copy.colour", id="copy-unknown-field"),
     pytest.param(
         {"kms_access": "grant", "organization_arns": [ORGANIZATION]},

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.client import commands
 from app.client.api import AmiShareClient
-from app.sandbox.run import SandboxInfo, sandbox_running
+from app.sandbox.run import DEMO_ACCOUNTS, SandboxInfo, sandbox_running
 from tests.conftest import new_account_ids
 
 REGION = "us-east-1"
@@ -247,7 +247,17 @@ def test_connection_refused_is_one_line_and_exit_2(sandbox: SandboxInfo) -> None
     ],
 )
 def test_usage_errors_exit_2(sandbox: SandboxInfo, args: list[str]) -> None:
-    assert amishare(sandbox, *args).exit_code == 2
+    def newest() -> list[Any]:
+        with AmiShareClient(sandbox.url, sandbox.token) as client:
+            return list(client.list_jobs(limit=1)["items"])
+
+    before = newest()
+
+    result = amishare(sandbox, *args)
+
+    assert result.exit_code == 2
+    assert "Usage:" in result.output  # the CLI refused it: no request reached the API
+    assert newest() == before
 
 
 def test_unchanged_job_polls_are_304s(sandbox: SandboxInfo) -> None:
@@ -260,3 +270,37 @@ def test_unchanged_job_polls_are_304s(sandbox: SandboxInfo) -> None:
     assert first.job is not None and first.etag
     assert again.job is None
     assert again.etag == first.etag
+
+
+def test_share_with_copies_into_each_destination_and_status_shows_them(
+    sandbox: SandboxInfo,
+) -> None:
+    result = share_and_wait(
+        sandbox, list(DEMO_ACCOUNTS), "--copy-kms-key", sandbox.images.copy_key_alias
+    )
+
+    assert result.exit_code == 0, result.output
+    job = newest_job(sandbox)
+    assert job["copy"] == {"kms_key_id": sandbox.images.copy_key_alias, "copy_tags": True}
+    status = amishare(sandbox, "status", job["id"])
+    with AmiShareClient(sandbox.url, sandbox.token) as client:
+        copies = [t["copied_image_id"] for t in client.all_targets(job["id"])]
+    assert len(copies) == 2 and all(c and c in status.output for c in copies)
+    assert f"under {sandbox.images.copy_key_alias}" in status.output
+
+
+def test_reencrypt_with_shares_the_aws_managed_image_as_a_copy(sandbox: SandboxInfo) -> None:
+    aws_managed = sandbox.images.aws_managed.image_id
+
+    result = amishare(
+        sandbox, "share", aws_managed, "--region", REGION, "--to", DEMO_ACCOUNTS[1],
+        "--reencrypt-with", sandbox.images.key.key_arn, "--wait", "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    job = as_json(result)
+    assert job["status"] == "succeeded"
+    assert job["shared_image_id"] not in (None, aws_managed)
+    shares = amishare(sandbox, "shares", "--image", aws_managed)
+    assert job["shared_image_id"] in shares.output
+    assert f"copy of {aws_managed}" in shares.output
