@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     # Copies (`copy`, `reencrypt`): how long one may take to become available, and how often
     # it is looked at meanwhile (every quarter of the time waited, within these bounds).
     copy_timeout_seconds: float = Field(default=3600.0, gt=0)
-    copy_poll_seconds: float = Field(default=2.0, gt=0)
+    copy_poll_seconds: float = Field(default=1.0, gt=0)
     copy_poll_max_seconds: float = Field(default=60.0, gt=0)
     step_max_attempts: int = Field(default=6, ge=1, le=20)
     step_backoff_seconds: float = Field(default=0.2, gt=0)

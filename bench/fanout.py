@@ -59,10 +59,13 @@ def run_amishare(
     image: seed.SeededImage,
     n: int,
     mode: str,
+    expected: int | None = None,
     **options: Any,
 ) -> FanoutResult:
     targets = accounts(n)
     double.open_accounts(targets)
+    for region in options.get("regions", []):
+        double.open_accounts(targets, region)
     double.clear_requests()
     cpu_before = cpu_seconds(server.process.pid), cpu_seconds(double.process.pid)
     with server.client() as client:
@@ -99,7 +102,7 @@ def run_amishare(
         mode,
         n,
         seconds,
-        job["progress"]["succeeded"] == n,
+        job["progress"]["succeeded"] == (expected or n),
         job["status"],
         source,
         destinations,
@@ -178,6 +181,14 @@ def main() -> None:
     parser.add_argument(
         "--copy-seconds", type=float, default=5.0, help="how long the double's copies take"
     )
+    parser.add_argument(
+        "--region-sizes", default="100", help="N for a share in several Regions (empty: none)"
+    )
+    parser.add_argument(
+        "--regions",
+        default="eu-west-1,ap-south-1",
+        help="the Regions besides us-east-1 of that share",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     script_sizes = {int(s) for s in args.script_sizes.split(",") if s}
@@ -218,6 +229,11 @@ def main() -> None:
         copy_results = [
             run_copies(server, double, n, args.copy_seconds, args.repeat, args.latency_ms)
             for n in (int(c) for c in args.copy_sizes.split(",") if c)
+        ]
+        other_regions = [r for r in args.regions.split(",") if r]
+        region_results = [
+            run_regions(server, double, n, other_regions, args.copy_seconds, args)
+            for n in (int(c) for c in args.region_sizes.split(",") if c)
         ]
         peak = server.peak_rss_mb()
 
@@ -268,6 +284,8 @@ def main() -> None:
         print(line)
     if copy_results:
         print_copies(copy_results, args.copy_seconds, latency)
+    if region_results:
+        print_regions(region_results, args.copy_seconds)
     print(f"peak RSS of amishare serve: {peak:.0f} MB")
 
 
@@ -285,6 +303,84 @@ def run_copies(
         print(f"amishare copy N={n}: {runs[-1].seconds:.2f}s {runs[-1].status}", flush=True)
     double.set_faults(latency_ms=latency_ms, seed=1)
     return median_run(runs)
+
+
+def run_regions(
+    server: Server,
+    double: Double,
+    n: int,
+    regions: list[str],
+    copy_seconds: float,
+    args: argparse.Namespace,
+) -> tuple[FanoutResult, FanoutResult]:
+    """The same share (key policy, verification on) in us-east-1 alone, then in it and
+    `regions`, where the source's copies take `copy_seconds`; medians of --repeat runs."""
+    double.set_faults(latency_ms=args.latency_ms, copy_seconds=copy_seconds, seed=1)
+    alone: list[FanoutResult] = []
+    everywhere: list[FanoutResult] = []
+    for _ in range(args.repeat):
+        key = seed.create_customer_key(double.url)
+        image = seed.create_encrypted_image(double.url, key.key_id, snapshot_count=2)
+        alone.append(run_amishare(server, double, image, n, "key_policy"))
+        keys = {r: seed.create_customer_key(double.url, region=r).key_arn for r in regions}
+        for region in regions:
+            double.open_accounts([SOURCE], region)  # the source's state there, built before
+        image = seed.create_encrypted_image(double.url, key.key_id, snapshot_count=2)
+        everywhere.append(
+            run_amishare(
+                server,
+                double,
+                image,
+                n,
+                "key_policy",
+                regions=regions,
+                region_kms_key_ids=keys,
+                expected=n * (1 + len(regions)),
+            )
+        )
+        print(
+            f"amishare N={n}: 1 Region {alone[-1].seconds:.2f}s, {1 + len(regions)} Regions "
+            f"{everywhere[-1].seconds:.2f}s {everywhere[-1].status}",
+            flush=True,
+        )
+    double.set_faults(latency_ms=args.latency_ms, seed=1)
+    return median_run(alone), median_run(everywhere)
+
+
+def print_regions(results: list[tuple[FanoutResult, FanoutResult]], copy_seconds: float) -> None:
+    """Several Regions beside one: the target is at most 1.5x one Region's time plus one
+    copy time (the Regions' copies and shares run side by side)."""
+    print()
+    print(
+        f"Share in several Regions (key policy, verification on; a copy takes {copy_seconds:.0f} s)"
+    )
+    header = (
+        "N",
+        "1 Region s",
+        "Regions",
+        "all Regions s",
+        "target s",
+        "of target",
+        "source calls",
+        "all ok",
+    )
+    rows = []
+    for alone, everywhere in results:
+        target = 1.5 * alone.seconds + copy_seconds
+        regions = everywhere.source_calls["ec2:CopyImage"] + 1
+        rows.append(
+            (
+                str(alone.n),
+                f"{alone.seconds:.2f}",
+                str(regions),
+                f"{everywhere.seconds:.2f}",
+                f"{target:.2f}",
+                f"{everywhere.seconds / target:.2f}x",
+                fmt_calls(everywhere.source_calls),
+                "yes" if alone.succeeded and everywhere.succeeded else "no",
+            )
+        )
+    print_table(header, rows)
 
 
 def print_copies(results: list[FanoutResult], copy_seconds: float, latency: float) -> None:

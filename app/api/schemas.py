@@ -30,6 +30,7 @@ KMS_KEY = (
     r"|arn:aws(?:-[a-z]+)*:kms:[a-z0-9-]+:[0-9]{12}:(?:key/[A-Za-z0-9-]{1,64}|alias/[A-Za-z0-9/_-]{1,250}))$"
 )
 KmsKeyId = Annotated[str, StringConstraints(max_length=2048, pattern=KMS_KEY)]
+MAX_REGIONS = 20
 
 
 class CopyOptions(BaseModel):
@@ -100,6 +101,17 @@ class JobCreate(BaseModel):
     # `copy` would shadow BaseModel.copy: stored under another name, spoken as `copy`.
     copy_options: CopyOptions | None = Field(default=None, alias="copy")
     reencrypt: ReencryptOptions | None = None
+    regions: list[Region] = Field(
+        default_factory=list,
+        max_length=MAX_REGIONS,
+        description="More Regions: the source copies the image into each, re-encrypted with "
+        "that Region's key in region_kms_key_ids, and shares each copy like the image.",
+    )
+    region_kms_key_ids: dict[Region, KmsKeyId] = Field(
+        default_factory=dict,
+        max_length=MAX_REGIONS,
+        description="For each of regions, a customer-managed key of the source in that Region.",
+    )
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
 
     @field_validator("labels", mode="before")
@@ -138,6 +150,8 @@ class JobCreate(BaseModel):
             verify=self.verify,
             copy=self.copy_options.model_dump() if self.copy_options else None,
             reencrypt_key=self.reencrypt.kms_key_id if self.reencrypt else None,
+            regions=list(self.regions),
+            region_kms_key_ids=dict(self.region_kms_key_ids),
             labels=dict(self.labels),
             fingerprint=fingerprint,
         )
@@ -180,6 +194,8 @@ class JobOut(BaseModel):
     verify: bool
     copy_options: dict[str, Any] | None = Field(alias="copy")
     reencrypt: dict[str, Any] | None
+    regions: list[str]
+    region_kms_key_ids: dict[str, str]
     shared_image_id: str | None = Field(
         description="The image shared: image_id, or its copy re-encrypted with reencrypt's key "
         "(null until the worker has looked at the image)."
@@ -206,6 +222,8 @@ class JobOut(BaseModel):
             verify=job.verify,
             copy=job.copy_options,
             reencrypt=job.reencrypt,
+            regions=job.regions,
+            region_kms_key_ids=job.region_kms_key_ids,
             shared_image_id=job.shared_image_id,
             labels=job.labels,
             created_at=job.created_at,
@@ -229,6 +247,10 @@ class JobPage(BaseModel):
 class TargetOut(BaseModel):
     principal: str
     principal_type: str
+    region: str = Field(description="A target is a principal in one of the job's Regions.")
+    image_id: str | None = Field(
+        description="The image shared in that Region (a copy of the job's image elsewhere)."
+    )
     status: str
     step: str
     attempts: int
@@ -242,6 +264,8 @@ class TargetOut(BaseModel):
         return cls(
             principal=target.principal,
             principal_type=target.principal_type,
+            region=target.region,
+            image_id=target.image_id,
             status=target.status,
             step=target.step,
             attempts=target.attempts,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -70,6 +72,9 @@ _LAUNCH_PERMISSION_FIELD = {
 }
 
 
+# Assumed roles remembered per (partition, account, role, session): the destinations of a few
+# jobs running at once, in every Region of theirs.
+ROLE_CACHE_SIZE = 8192
 # A role session outside any job (none is made today; the name still says who acts).
 DEFAULT_SESSION_NAME = "amishare"
 # Connections per shared client (the service's own clients, the destination role clients); they
@@ -109,6 +114,7 @@ class BotoAwsGateway:
         # (building an EC2 client costs tens of milliseconds of CPU; a job should not pay it).
         self._own_clients: dict[str, AccountClients] = {}
         self._own_account_id: str | None = None
+        self._roles: OrderedDict[tuple[str, ...], asyncio.Future[RoleCredentials]] = OrderedDict()
         self._role_clients = SharedRoleClients(
             endpoint_url=endpoint_url,
             config=client_config(max_pool_connections=SHARED_POOL_CONNECTIONS),
@@ -215,12 +221,27 @@ class BotoAwsGateway:
     async def _role(
         self, account_id: str, region: str, role_name: str, session: RoleSession | None
     ) -> RoleCredentials:
-        """The role's credentials, assumed again whenever they run out."""
+        """The role's credentials, assumed again whenever they run out. Within one job's
+        session a role is assumed once for all its Regions and steps (STS credentials are not
+        regional): concurrent asks share one AssumeRole, a failed one is not remembered."""
 
         async def assume() -> Credentials:
             return await self._assume_role(account_id, region, role_name, session)
 
-        return RoleCredentials(assume, await assume())
+        async def first() -> RoleCredentials:
+            return RoleCredentials(assume, await assume())
+
+        if session is None:
+            return await first()
+        key = (partition_of(region), account_id, role_name, session.name)
+        known = self._roles.get(key)
+        if known is None or (known.done() and (known.cancelled() or known.exception())):
+            known = asyncio.ensure_future(first())
+            self._roles[key] = known
+            while len(self._roles) > ROLE_CACHE_SIZE:
+                self._roles.popitem(last=False)
+        self._roles.move_to_end(key)
+        return await asyncio.shield(known)
 
     async def _assume_role(
         self, account_id: str, region: str, role_name: str, session: RoleSession | None

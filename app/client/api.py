@@ -57,12 +57,16 @@ class Job(TypedDict):
     error: ErrorInfo | None
     attempts: int
     reencrypt: dict[str, Any] | None
+    regions: list[str]
+    region_kms_key_ids: dict[str, str]
     shared_image_id: str | None
 
 
 class Target(TypedDict):
     principal: str
     principal_type: str
+    region: str
+    image_id: str | None
     status: str
     step: str
     attempts: int
@@ -165,6 +169,9 @@ class JobRequest:
     verify: bool | None = None
     copy: dict[str, Any] | None = None
     reencrypt: dict[str, Any] | None = None
+    # Other Regions, each with the source's key for the image's copy there.
+    region_kms_key_ids: dict[str, str] = field(default_factory=dict)
+    regions: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
@@ -183,6 +190,8 @@ class JobRequest:
             "verify": self.verify,
             "copy": self.copy,
             "reencrypt": self.reencrypt,
+            "regions": self.regions or None,
+            "region_kms_key_ids": self.region_kms_key_ids or None,
             "labels": self.labels or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})

@@ -70,6 +70,15 @@ Ous = Annotated[
         "--ou", help="Organizational unit ARN (repeat, or comma-separate).", show_default=False
     ),
 ]
+AlsoIn = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--also-in",
+        help="More Regions, REGION=KEY each (comma-separated or repeated): the source copies "
+        "the image into each, re-encrypted with that Region's key, and shares the copy.",
+        show_default=False,
+    ),
+]
 KmsOption = Annotated[
     KmsAccessChoice | None,
     typer.Option(
@@ -115,6 +124,21 @@ def label_filter(value: str | None) -> str | None:
         return None
     key, sep, label = value.partition("=")
     return f"{key}:{label}" if sep else value
+
+
+def parse_regions(values: Iterable[str] | None, *, keys_needed: bool) -> dict[str, str]:
+    """`eu-west-1=alias/k,ap-south-1=alias/k2` -> {Region: key}; a revoke may name Regions
+    without keys (key ''), a share names each Region's key."""
+    regions: dict[str, str] = {}
+    for value in split_values(values):
+        region, sep, key = value.partition("=")
+        if not region or (keys_needed and not (sep and key)):
+            raise typer.BadParameter(
+                f"'{value}' is not REGION=KEY (e.g. eu-west-1=alias/builds)",
+                param_hint="'--also-in'",
+            )
+        regions[region] = key
+    return regions
 
 
 def kms_value(choice: KmsAccessChoice | None) -> KmsAccess | None:
@@ -269,6 +293,7 @@ def share(
     no_copy_tags: Annotated[
         bool, typer.Option("--no-copy-tags", help="Copies do not get the image's user tags.")
     ] = False,
+    also_in: AlsoIn = None,
     reencrypt_with: Annotated[
         str | None,
         typer.Option(
@@ -289,6 +314,7 @@ def share(
 ) -> None:
     """Share an AMI (launch permission, snapshots and KMS key) with accounts, orgs or OUs."""
     copying = copy or copy_kms_key is not None
+    regions = parse_regions(also_in, keys_needed=True)
     request = JobRequest(
         action="share",
         image_id=image,
@@ -301,6 +327,8 @@ def share(
         verify=verify,
         copy={"kms_key_id": copy_kms_key, "copy_tags": not no_copy_tags} if copying else None,
         reencrypt={"kms_key_id": reencrypt_with} if reencrypt_with else None,
+        regions=list(regions),
+        region_kms_key_ids=regions,
         labels=parse_labels(label),
     )
     start_job(Connection(url, token, as_json), request, wait)
@@ -320,12 +348,22 @@ def revoke(
     org: Orgs = None,
     ou: Ous = None,
     kms_access: KmsOption = None,
+    also_in: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--also-in",
+            help="More Regions whose copies of the image are revoked too (REGION, or "
+            "REGION=KEY as the share named it; comma-separated or repeated).",
+            show_default=False,
+        ),
+    ] = None,
     wait: Wait = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Take back a share: launch permission, snapshots, and key access no other share needs."""
+    regions = parse_regions(also_in, keys_needed=False)
     request = JobRequest(
         action="revoke",
         image_id=image,
@@ -334,6 +372,8 @@ def revoke(
         organization_arns=split_values(org),
         organizational_unit_arns=split_values(ou),
         kms_access=kms_value(kms_access),
+        regions=list(regions),
+        region_kms_key_ids={r: k for r, k in regions.items() if k},
     )
     start_job(Connection(url, token, as_json), request, wait)
 
@@ -359,8 +399,12 @@ def status(
             render.print_json(found)
             return outcome_code(found)
         out.print(render.job_table(found))
-        if found["copy"]:
-            out.print(render.copies_table(client.all_targets(job)))
+        if found["regions"] or found["copy"]:
+            targets = client.all_targets(job)
+            if found["regions"]:
+                out.print(render.regions_table(found, targets))
+            if found["copy"]:
+                out.print(render.copies_table(targets))
         if found["progress"]["failed"]:
             failed = client.all_targets(job, status="failed")
             out.print(render.failed_targets_table(failed, found["error"]))

@@ -86,6 +86,7 @@ def job_table(job: Job) -> Table:
         ("job", job["id"]),
         ("action", job["action"]),
         ("image", f"{job['image_id']} ({job['region']}, source {job['source_account_id']})"),
+        ("also in", ", ".join(job["regions"]) or "-"),
         ("shared image", _shared_image(job)),
         ("kms access", job["kms_access"]),
         ("copies", _copies(job)),
@@ -119,12 +120,33 @@ def _copies(job: Job) -> str:
     return f"into each destination, under {key}"
 
 
+def regions_table(job: Job, targets: Iterable[Target]) -> Listing:
+    """Each of the job's Regions: the image shared there and how its targets stand."""
+    listing = Listing(("region", "image", "succeeded", "failed", "pending", "total"))
+    by_region: dict[str, list[Target]] = {r: [] for r in (job["region"], *job["regions"])}
+    for target in targets:
+        by_region.setdefault(target["region"], []).append(target)
+    for region, found in by_region.items():
+        statuses = [t["status"] for t in found]
+        images = {t["image_id"] for t in found if t["image_id"]}
+        listing.add_row(
+            region,
+            escape(", ".join(sorted(images)) or "-"),
+            str(statuses.count("succeeded")),
+            str(statuses.count("failed")),
+            str(statuses.count("pending") + statuses.count("running")),
+            str(len(found)),
+        )
+    return listing
+
+
 def copies_table(targets: Iterable[Target]) -> Listing:
     """Each destination's copy: how far it got, and the copy's id."""
-    listing = Listing(("principal", "status", "step", "copy"))
+    listing = Listing(("principal", "region", "status", "step", "copy"))
     for target in targets:
         listing.add_row(
             escape(target["principal"]),
+            target["region"],
             status_text(target["status"]),
             target["step"],
             escape(target["copied_image_id"] or "-"),

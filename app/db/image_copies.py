@@ -66,7 +66,8 @@ class ImageCopies:
         )
 
     async def copies_of(self, source_image_id: str, region: str) -> list[str]:
-        """Copies of the image in its own Region (re-encrypted ones) that exist."""
+        """Copies of the image the service made in `region`: re-encrypted ones in the image's own
+        Region, or the image's copy in another Region."""
         query = select(col(ImageCopy.image_id)).where(
             col(ImageCopy.source_image_id) == source_image_id,
             col(ImageCopy.region) == region,

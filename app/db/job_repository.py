@@ -198,7 +198,12 @@ class JobRepository:
         return counts
 
     async def targets(
-        self, job_id: str, status: str | None, limit: int, after_position: int | None
+        self,
+        job_id: str,
+        status: str | None,
+        limit: int,
+        after_position: int | None,
+        region: str | None = None,
     ) -> Sequence[JobTarget]:
         query = (
             select(JobTarget)
@@ -208,6 +213,8 @@ class JobRepository:
         )
         if status:
             query = query.where(col(JobTarget.status) == status)
+        if region:
+            query = query.where(col(JobTarget.region) == region)
         if after_position is not None:
             query = query.where(col(JobTarget.position) > after_position)
         return (await self.session.execute(query)).scalars().all()

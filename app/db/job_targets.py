@@ -20,10 +20,13 @@ _UNFINISHED = (TargetStatus.PENDING.value, TargetStatus.RUNNING.value)
 class JobTargets:
     """Target updates made by the worker that holds the job's lease, and only by it."""
 
-    def __init__(self, session: AsyncSession, job_id: str, worker_id: str) -> None:
+    def __init__(
+        self, session: AsyncSession, job_id: str, worker_id: str, region: str | None = None
+    ) -> None:
         self.session = session
         self.job_id = job_id
         self.worker_id = worker_id
+        self.region = region  # the targets of one of the job's Regions (None: all of them)
 
     async def unfinished(self) -> Sequence[JobTarget]:
         query = (
@@ -40,10 +43,16 @@ class JobTargets:
             col(JobTarget.principal).in_(principals),
             col(JobTarget.copied_image_id).is_not(None),
         )
+        if self.region is not None:
+            query = query.where(col(JobTarget.region) == self.region)
         return {p: i for p, i in (await self.session.execute(query)).all() if i is not None}
 
     async def record_copy(self, principal: str, image_id: str) -> None:
         await self._update([principal], copied_image_id=image_id)
+
+    async def record_image(self, image_id: str) -> None:
+        """The image the targets (of this Region) are shared: the job's, or its copy."""
+        await self._update(None, image_id=image_id)
 
     async def start(self, principals: Sequence[str]) -> None:
         """An attempt at these targets begins (counted now, so a crash still counts it)."""
@@ -87,6 +96,7 @@ class JobTargets:
         )
 
     async def counts(self) -> dict[TargetStatus, int]:
+        """Every Region's targets (the job's status counts them all)."""
         query = (
             select(col(JobTarget.status), func.count())
             .where(col(JobTarget.job_id) == self.job_id)
@@ -107,6 +117,8 @@ class JobTargets:
         )
         if principals is not None:
             statement = statement.where(col(JobTarget.principal).in_(principals))
+        if self.region is not None:
+            statement = statement.where(col(JobTarget.region) == self.region)
         statement = statement.where(col(JobTarget.status).in_(_UNFINISHED))
         await self.session.execute(statement)
         await self.session.execute(

@@ -46,6 +46,12 @@ class Job(SQLModel, table=True):
     verify: bool
     copy_options: dict[str, Any] | None = Field(default=None, sa_column=Column("copy", JSON))
     reencrypt: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # More Regions: the image is copied by the source into each, re-encrypted with that
+    # Region's key, and each copy is shared like the image in `region`.
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    region_kms_key_ids: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     # The image the job shares: `image_id`, or its copy re-encrypted with `reencrypt`'s key
     # (None until the worker knows).
     shared_image_id: str | None = Field(default=None, max_length=32)
@@ -70,7 +76,7 @@ class Job(SQLModel, table=True):
 class JobTarget(SQLModel, table=True):
     __tablename__ = "job_target"
     __table_args__ = (
-        UniqueConstraint("job_id", "principal", name="uq_job_target_principal"),
+        UniqueConstraint("job_id", "principal", "region", name="uq_job_target_principal"),
         Index("ix_job_target_job_status", "job_id", "status"),
     )
 
@@ -79,6 +85,9 @@ class JobTarget(SQLModel, table=True):
     position: int
     principal: str = Field(max_length=256)
     principal_type: str = Field(max_length=24)
+    # A job has one target per (principal, Region): its own Region and each of `regions`.
+    region: str = Field(max_length=32)
+    image_id: str | None = Field(default=None, max_length=32)  # the image shared in `region`
     status: str = Field(max_length=16)
     step: str = Field(max_length=24)
     attempts: int = 0

@@ -18,6 +18,8 @@ class JobErrorCode(StrEnum):
     KEY_POLICY_REJECTED = "KeyPolicyRejected"
     # `reencrypt`'s key does not exist, is disabled or is AWS-managed.
     REENCRYPT_KEY_UNAVAILABLE = "ReencryptKeyUnavailable"
+    # The key named for one of `regions` does not exist there, is disabled or AWS-managed.
+    REGION_KEY_UNAVAILABLE = "RegionKeyUnavailable"
     # The copy the job shares (re-encrypted in the source) went `failed` or timed out.
     COPY_FAILED = "CopyFailed"
     SOURCE_ACCESS_DENIED = "SourceAccessDenied"

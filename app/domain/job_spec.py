@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from app.domain.copies import CopyOptions
 from app.domain.regions import partition_of
@@ -25,7 +26,28 @@ class JobSpec:
     reencrypt_key: str | None = None
     # Set once the job shares a copy (`image_id` is then the copy's): the image asked for.
     source_image_id: str | None = None
+    # The job's other Regions, each with the customer-managed key its copy is encrypted with.
+    regions: tuple[str, ...] = ()
+    region_kms_key_ids: Mapping[str, str] = field(default_factory=dict)
+    # On the spec of one of `regions` (see in_region): the Region the image itself is in.
+    source_region: str | None = None
 
     @property
     def partition(self) -> str:
         return partition_of(self.region)
+
+    @property
+    def all_regions(self) -> tuple[str, ...]:
+        return (self.region, *self.regions)
+
+    def in_region(self, region: str) -> JobSpec:
+        """The job as it runs in `region`: the job's own spec for its own Region; for another,
+        one that shares the source's copy of the image in that Region."""
+        if region == self.region:
+            return self
+        return replace(self, region=region, regions=(), source_region=self.region)
+
+    @property
+    def region_key(self) -> str | None:
+        """In another Region: the key of the image's copy there."""
+        return self.region_kms_key_ids.get(self.region) if self.source_region else None

@@ -42,6 +42,9 @@ REGION = seed.DEFAULT_REGION
 DESTINATION_ROLE = "amishare-sandbox-destination"
 DEMO_ACCOUNTS = ("111122223333", "444455556666")
 COPY_KEY_ALIAS = "alias/amishare-sandbox-copies"
+# Another Region of the demo source, with its own key for the image's copy there.
+OTHER_REGION = "eu-west-1"
+OTHER_REGION_KEY_ALIAS = "alias/amishare-sandbox-eu"
 DEMO_TAGS = {"team": "platform", "os": "linux"}
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": seed.FAKE_ACCESS_KEY_ID,
@@ -209,17 +212,18 @@ def seed_demo(endpoint_url: str) -> SandboxImages:
     for image in (images.encrypted, images.aws_managed):
         seed.tag_image(endpoint_url, image.image_id, DEMO_TAGS)  # copies carry them
     for account_id in DEMO_ACCOUNTS:  # the destinations' own keys, for their copies
-        _destination_key(endpoint_url, account_id)
+        _aliased_key(endpoint_url, account_id, COPY_KEY_ALIAS, REGION)
+    _aliased_key(endpoint_url, seed.SOURCE_ACCOUNT_ID, OTHER_REGION_KEY_ALIAS, OTHER_REGION)
     return images
 
 
-def _destination_key(endpoint_url: str, account_id: str) -> None:
-    """The demo destination's key under COPY_KEY_ALIAS (kept from an earlier sandbox of this
-    process: the double's state is one per process)."""
+def _aliased_key(endpoint_url: str, account_id: str, alias: str, region: str) -> None:
+    """A customer managed key under `alias` (kept from an earlier sandbox of this process:
+    the double's state is one per process)."""
     from botocore.exceptions import ClientError
 
     try:
-        seed.create_destination_key(endpoint_url, account_id, COPY_KEY_ALIAS)
+        seed.create_destination_key(endpoint_url, account_id, alias, region=region)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "AlreadyExistsException":
             raise
@@ -443,6 +447,11 @@ def try_it_commands(info: SandboxInfo) -> list[tuple[str, str]]:
             f"--copy-kms-key {info.images.copy_key_alias} --wait",
         ),
         (
+            f"share in {OTHER_REGION} too: the source copies the image there, under its key",
+            f"amishare share {image} --region {region} --to {first} "
+            f"--also-in {OTHER_REGION}={OTHER_REGION_KEY_ALIAS} --wait",
+        ),
+        (
             "a job that fails: AWS managed keys cannot be shared (exit 1)",
             f"amishare share {info.images.aws_managed.image_id} --region {region} "
             f"--to {second} --wait",
@@ -477,6 +486,7 @@ def banner_rows(info: SandboxInfo) -> list[tuple[str, str]]:
             f"{images.aws_managed.image_id}  (alias/aws/ebs: shared only as a re-encrypted copy)",
         ),
         ("destination keys", f"{images.copy_key_alias} in {', '.join(DEMO_ACCOUNTS)} (for copies)"),
+        ("another Region", f"{OTHER_REGION}, key {OTHER_REGION_KEY_ALIAS} (for --also-in)"),
         ("unencrypted AMI", images.unencrypted.image_id),
     ]
 

@@ -22,6 +22,7 @@ from app.domain.guardrails import (
     SourceGuardrail,
 )
 from app.domain.principals import Principal, principal_of
+from app.domain.regions import partition_of
 from app.domain.types import Action, JobStatus, KmsAccess, PrincipalType, Step, TargetStatus
 from app.service.cursors import Page, decode_cursor, page_of
 from app.service.errors import (
@@ -97,6 +98,7 @@ class JobService:
         errors = self._source_errors(request, source_account_id, own_account, requester)
         targets = self._targets(request, source_account_id, requester, errors)
         self._check_copy(request)
+        regions = self._regions(request)
         job = Job(
             id=f"job-{uuid.uuid4().hex}",
             action=request.action,
@@ -110,21 +112,27 @@ class JobService:
             copy_options=request.copy,
             reencrypt={"kms_key_id": request.reencrypt_key} if request.reencrypt_key else None,
             shared_image_id=None if request.reencrypt_key else request.image_id,
+            regions=regions,
+            region_kms_key_ids=dict(request.region_kms_key_ids),
             labels=dict(request.labels),
             created_by=requester.name,
             idempotency_key=idempotency_key,
             request_hash=request.fingerprint if idempotency_key else None,
         )
+        # One target per principal and Region: the job's Region first, then each of regions.
+        pairs = [(p, r) for r in [request.region, *regions] for p in targets]
         rows = [
             JobTarget(
                 job_id=job.id,
                 position=position,
                 principal=principal.value,
                 principal_type=principal.type,
+                region=region,
+                image_id=job.shared_image_id if region == request.region else None,
                 status=TargetStatus.PENDING,
                 step=Step.PENDING,
             )
-            for position, principal in enumerate(targets)
+            for position, (principal, region) in enumerate(pairs)
         ]
         try:
             async with self.session.begin_nested():
@@ -153,11 +161,16 @@ class JobService:
         return Page(items, jobs.next_cursor)
 
     async def targets(
-        self, job_id: str, status: str | None, limit: int, cursor: str | None
+        self,
+        job_id: str,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        region: str | None = None,
     ) -> Page[JobTarget]:
         after = decode_cursor(cursor, int)
         await self._job(job_id)
-        rows = await self.jobs.targets(job_id, status, limit + 1, after)
+        rows = await self.jobs.targets(job_id, status, limit + 1, after, region)
         return page_of(rows, limit, lambda target: target.position)
 
     async def cancel(self, job_id: str) -> JobWithProgress:
@@ -271,6 +284,38 @@ class JobService:
         if request.verify is None:
             return self.settings.destination_role_configured
         return request.verify
+
+    def _regions(self, request: NewJob) -> list[str]:
+        """The job's other Regions, in order, each once; a share names the key of each."""
+        errors: list[FieldError] = []
+        regions: list[str] = []
+        partition = partition_of(request.region)
+        for index, region in enumerate(request.regions):
+            where = f"regions[{index}]"
+            if region == request.region:
+                errors.append(FieldError(where, "is the job's own region: list only others"))
+            elif partition_of(region) != partition:
+                errors.append(
+                    FieldError(where, f"is not in the partition of {request.region} ({partition})")
+                )
+            elif region not in regions:
+                regions.append(region)
+        for region in request.region_kms_key_ids:
+            if region not in regions:
+                errors.append(FieldError(f"region_kms_key_ids.{region}", "is not one of regions"))
+        if request.action is Action.SHARE:
+            for region in regions:
+                if region not in request.region_kms_key_ids:
+                    errors.append(
+                        FieldError(
+                            f"region_kms_key_ids.{region}",
+                            "a customer managed key of the source in this region is needed: "
+                            "the copy there is encrypted with it",
+                        )
+                    )
+        if errors:
+            raise InvalidRequestError("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+        return regions
 
     def _check_copy(self, request: NewJob) -> None:
         """`copy` and `reencrypt` are for shares, and a copy needs what copying needs."""

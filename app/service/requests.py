@@ -22,6 +22,8 @@ class NewJob:
     verify: bool | None
     copy: dict[str, Any] | None
     reencrypt_key: str | None = None
+    regions: list[str] = field(default_factory=list)
+    region_kms_key_ids: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     # The request as sent, canonical JSON: the same Idempotency-Key must come with the same body.
     fingerprint: str = ""

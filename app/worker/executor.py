@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from app.aws.gateway import AwsGateway
 from app.config import Settings
@@ -26,9 +27,15 @@ class Executor:
         self.settings = settings
 
     async def execute(
-        self, spec: JobSpec, targets: Sequence[Principal], recorder: JobRecorder
+        self,
+        spec: JobSpec,
+        targets: Mapping[str, Sequence[Principal]],
+        recorder: JobRecorder,
     ) -> JobFailedError | None:
-        """Run the job's unfinished targets; a job-level failure is returned, not raised."""
+        """Run the job's unfinished targets, by Region (`targets`: Region -> principals), all
+        Regions at once. A job-level failure is returned, not raised: when the job has other
+        Regions, a Region that fails as a whole fails its own targets, and the job only when
+        every Region failed."""
         guardrails = self.settings.job_guardrails
         if not guardrails.allows_source(spec.source_account_id, spec.created_by):
             return JobFailedError(
@@ -36,7 +43,22 @@ class Executor:
                 f"The source account {spec.source_account_id} is no longer among the allowed "
                 "sources (AMISHARE_ALLOWED_SOURCES or the token's own); nothing was changed.",
             )
+        runs = [
+            self._run_region(spec.in_region(region), principals, recorder)
+            for region, principals in targets.items()
+        ]
+        failures = await asyncio.gather(*runs)
+        failed = [f for f in failures if f is not None]
+        if failed and len(failed) == len(failures) and _same(failed):
+            return failed[0]
+        return None
+
+    async def _run_region(
+        self, spec: JobSpec, targets: Sequence[Principal], job_recorder: JobRecorder
+    ) -> JobFailedError | None:
+        recorder = job_recorder.in_region(spec)
         giving = spec.action is Action.SHARE
+        guardrails = self.settings.job_guardrails
         refused = [
             p
             for p in targets
@@ -59,9 +81,12 @@ class Executor:
             else:
                 await self._revoke(recorder).run(spec, targets)
         except JobCancelledError:
-            log.info("job cancelled", extra={"job_id": spec.job_id})
+            log.info("job cancelled", extra={"job_id": spec.job_id, "region": spec.region})
         except JobFailedError as failure:
-            log.warning("job failed", extra={"job_id": spec.job_id, "code": failure.code})
+            extra = {"job_id": spec.job_id, "region": spec.region, "code": failure.code}
+            log.warning("job failed", extra=extra)
+            # The Region's own targets carry its failure (the others may well succeed).
+            await recorder.fail_unfinished(failure.code, failure.message)
             return failure
         return None
 
@@ -77,3 +102,8 @@ class Executor:
             verifier,
             self.settings,
         )
+
+
+def _same(failures: Sequence[JobFailedError]) -> bool:
+    """Every Region failed for one reason: that is the job's failure."""
+    return len({(f.code, f.message) for f in failures}) == 1

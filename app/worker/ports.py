@@ -10,12 +10,17 @@ from typing import Any, Protocol
 from app.aws.gateway import Change
 from app.domain.access import KeyAccess, ShareRecord, ShareUpdate
 from app.domain.copies import SourceCopy
+from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import Step
 
 
 class JobRecorder(Protocol):
-    # Targets: each record is about these principals of this job.
+    def in_region(self, spec: JobSpec) -> JobRecorder:
+        """The recorder of the job's targets in `spec.region` (its ledger that Region's)."""
+        ...
+
+    # Targets: each record is about these principals of this job (in this recorder's Region).
     async def start(self, principals: Sequence[Principal]) -> None: ...
 
     async def reach(self, principals: Sequence[Principal], step: Step) -> None: ...
@@ -29,6 +34,10 @@ class JobRecorder(Protocol):
     async def note(self, principals: Sequence[Principal], note: str) -> None: ...
 
     async def cancel(self, principals: Sequence[Principal], note: str) -> None: ...
+
+    async def fail_unfinished(self, code: str, message: str) -> None:
+        """Every target not yet finished (in this Region) fails with this reason."""
+        ...
 
     async def cancel_requested(self) -> bool: ...
 
@@ -67,8 +76,9 @@ class JobRecorder(Protocol):
 
     # What the job shares, and the copies it makes.
     async def sharing(self, image_id: str, source_image_id: str | None) -> None:
-        """From here on the job shares `image_id` (a copy of `source_image_id`, when set): the
-        job says so, and the ledger rows are that image's."""
+        """From here on the job shares `image_id` (a copy of `source_image_id`, when set) in
+        this Region: the targets (and, in the job's own Region, the job) say so, and the ledger
+        rows are that image's."""
         ...
 
     async def ledger_of(self, image_id: str, source_image_id: str | None) -> None:

@@ -65,8 +65,9 @@ class RevokeProcedure:
         self.settings = settings
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
-        """Revoke the image, and the copies of it the service made in its Region (a
-        re-encrypted copy is what was shared in its stead)."""
+        """Revoke the image, and the copies of it the service made in the Region (a
+        re-encrypted copy is what was shared in its stead; in another of the job's Regions,
+        the image's copy there is all there is)."""
         await self.recorder.start(targets)
         async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
             steps = SourceSteps(
@@ -78,11 +79,11 @@ class RevokeProcedure:
                 spec.partition,
             )
             copies = await self.recorder.source_copies_of(spec.image_id, spec.region)
+            images = [] if spec.source_region else [spec]
+            images += [replace(spec, image_id=c, source_image_id=spec.image_id) for c in copies]
             never = set(targets)
             refused: set[Principal] = set()
-            for image_spec in [spec] + [
-                replace(spec, image_id=c, source_image_id=spec.image_id) for c in copies
-            ]:
+            for image_spec in images:
                 await self.recorder.ledger_of(image_spec.image_id, image_spec.source_image_id)
                 shared, failed = await self._revoke_image(steps, image_spec, targets)
                 never -= shared

@@ -26,7 +26,7 @@ from app.domain.codes import JobErrorCode, JobFailedError
 from app.domain.copies import CopyOptions
 from app.domain.job_spec import JobSpec
 from app.domain.outcome import final_job_status
-from app.domain.principals import principal_of
+from app.domain.principals import Principal, principal_of
 from app.domain.types import Action, JobStatus, KmsAccess
 from app.logs import bind_job
 from app.worker.executor import Executor
@@ -56,6 +56,8 @@ def spec_of(job: Job) -> JobSpec:
         created_by=job.created_by,
         copy=CopyOptions(**job.copy_options) if job.copy_options else None,
         reencrypt_key=(job.reencrypt or {}).get("kms_key_id"),
+        regions=tuple(job.regions),
+        region_kms_key_ids=dict(job.region_kms_key_ids),
     )
 
 
@@ -265,7 +267,11 @@ class Worker:
             )
         async with self.sessions() as session:
             rows = await JobTargets(session, job.id, self.worker_id).unfinished()
-        targets = [principal_of(t.principal, t.principal_type) for t in rows]
+        targets: dict[str, list[Principal]] = {}
+        for row in rows:
+            targets.setdefault(row.region, []).append(
+                principal_of(row.principal, row.principal_type)
+            )
         if not targets:
             return None
         recorder = SqlJobRecorder(self.sessions, spec, self.worker_id)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from app.aws.call_errors import AwsCallError
-from app.aws.gateway import AwsGateway, SourceAccount
+from app.aws.gateway import AwsGateway, ImageInfo, SourceAccount
 from app.config import Settings
 from app.domain.access import ShareRecord, ShareUpdate
 from app.domain.codes import JobErrorCode, JobFailedError
@@ -26,7 +26,7 @@ from app.worker.accounts import source_account
 from app.worker.copies import CopyCancelledError, CopyFailedError, copy_in_source
 from app.worker.destination_copies import DestinationCopies
 from app.worker.failures import source_failure
-from app.worker.inspection import Inspection, inspect_image
+from app.worker.inspection import Inspection, inspect_image, require_owner
 from app.worker.key_access import grant_key_access
 from app.worker.ports import JobRecorder, KeyLocks
 from app.worker.steps import Rejected, SourceSteps
@@ -100,9 +100,12 @@ class ShareProcedure:
         await self.recorder.start(targets)
         async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
             steps = self._steps(source, spec)
-            reencrypting = spec.reencrypt_key is not None
-            found = await inspect_image(steps, spec.image_id, reencrypting=reencrypting)
-            spec, found = await self._shared_image(steps, spec, found, targets)
+            if spec.source_region is not None:  # another of the job's Regions
+                spec, found = await self._regional_image(steps, spec, targets)
+            else:
+                reencrypting = spec.reencrypt_key is not None
+                found = await inspect_image(steps, spec.image_id, reencrypting=reencrypting)
+                spec, found = await self._shared_image(steps, spec, found, targets)
             before = await self.recorder.shares(targets)
             had_it = {
                 p for p, r in before.items() if r.launch_permission and r.job_id != spec.job_id
@@ -125,6 +128,90 @@ class ShareProcedure:
         await self.recorder.complete_shares(flight.live)
         await self.recorder.succeed(flight.live, Step.LEDGER)
 
+    async def _regional_image(
+        self, steps: SourceSteps, spec: JobSpec, targets: Sequence[Principal]
+    ) -> tuple[JobSpec, Inspection]:
+        """In another of the job's Regions the job shares the source's copy of the image
+        there, encrypted with that Region's key: made once per (image, Region, key)."""
+        assert spec.source_region is not None
+        key_id = spec.region_key
+        if key_id is None:
+            raise JobFailedError(
+                JobErrorCode.REGION_KEY_UNAVAILABLE,
+                f"No key for {spec.region} in region_kms_key_ids: the copy there needs one.",
+            )
+        await self._usable_key(steps, key_id, JobErrorCode.REGION_KEY_UNAVAILABLE, spec.region)
+        original = await self._original_image(spec)
+        copy_id = await self._copy_in_source(steps, spec, original, key_id, targets)
+        await self.recorder.sharing(copy_id, original.image_id)
+        shared = replace(spec, image_id=copy_id, source_image_id=original.image_id)
+        return shared, await inspect_image(steps, copy_id)
+
+    async def _original_image(self, spec: JobSpec) -> ImageInfo:
+        """The image in the job's own Region, as the source sees it (its tags and name)."""
+        assert spec.source_region is not None
+        home = replace(spec, region=spec.source_region, source_region=None)
+        async with source_account(self.gateway, home, self.settings.retry_policy) as source:
+            steps = self._steps(source, home)
+            image = await steps.read(lambda: source.describe_image(spec.image_id))
+            if image is None:
+                raise JobFailedError(
+                    JobErrorCode.IMAGE_NOT_FOUND,
+                    f"{spec.image_id} does not exist in account {source.account_id} in "
+                    f"{spec.source_region}.",
+                )
+            require_owner(image, source.account_id, "share it")
+            return image
+
+    async def _usable_key(
+        self, steps: SourceSteps, key_id: str, code: JobErrorCode, region: str
+    ) -> None:
+        """A customer managed key of the source, enabled, to encrypt a copy with."""
+        key = await steps.read(lambda: steps.source.describe_own_key(key_id))
+        if key is None or key.is_aws_managed or not key.enabled:
+            state = (
+                "does not exist"
+                if key is None
+                else ("is AWS managed" if key.is_aws_managed else "is not enabled")
+            )
+            raise JobFailedError(
+                code,
+                f"The key {key_id} {state} in the source account in {region}: name an "
+                "enabled customer managed key of that account and Region.",
+            )
+
+    async def _copy_in_source(
+        self,
+        steps: SourceSteps,
+        spec: JobSpec,
+        original: ImageInfo,
+        key_id: str,
+        targets: Sequence[Principal],
+    ) -> str:
+        source_region = spec.source_region or spec.region
+        try:
+            return await copy_in_source(
+                steps.source,
+                self.recorder,
+                original,
+                source_region,
+                spec.region,
+                key_id,
+                self.settings,
+                self.recorder.cancel_requested,
+            )
+        except CopyCancelledError:
+            await self.recorder.cancel(targets, CANCELLED_NOTE)
+            raise JobCancelledError from None
+        except CopyFailedError as failed:
+            raise JobFailedError(
+                JobErrorCode.COPY_FAILED,
+                f"The copy of {original.image_id} in {spec.region} under {key_id} failed: "
+                f"{failed}.",
+            ) from failed
+        except AwsCallError as error:
+            raise source_failure(error) from error
+
     async def _shared_image(
         self,
         steps: SourceSteps,
@@ -139,39 +226,8 @@ class ShareProcedure:
             await self.recorder.sharing(spec.image_id, None)
             return spec, found
         key_id = spec.reencrypt_key
-        key = await steps.read(lambda: steps.source.describe_own_key(key_id))
-        if key is None or key.is_aws_managed or not key.enabled:
-            state = (
-                "does not exist"
-                if key is None
-                else ("is AWS managed" if key.is_aws_managed else "is not enabled")
-            )
-            raise JobFailedError(
-                JobErrorCode.REENCRYPT_KEY_UNAVAILABLE,
-                f"reencrypt's key {key_id} {state} in the source account: name an enabled "
-                "customer managed key of that account.",
-            )
-        try:
-            copy_id = await copy_in_source(
-                steps.source,
-                self.recorder,
-                found.image,
-                spec.region,
-                spec.region,
-                key_id,
-                self.settings,
-                self.recorder.cancel_requested,
-            )
-        except CopyCancelledError:
-            await self.recorder.cancel(targets, CANCELLED_NOTE)
-            raise JobCancelledError from None
-        except CopyFailedError as failed:
-            raise JobFailedError(
-                JobErrorCode.COPY_FAILED,
-                f"The copy of {spec.image_id} re-encrypted with {key_id} failed: {failed}.",
-            ) from failed
-        except AwsCallError as error:
-            raise source_failure(error) from error
+        await self._usable_key(steps, key_id, JobErrorCode.REENCRYPT_KEY_UNAVAILABLE, spec.region)
+        copy_id = await self._copy_in_source(steps, spec, found.image, key_id, targets)
         await self.recorder.sharing(copy_id, spec.image_id)
         return replace(spec, image_id=copy_id, source_image_id=spec.image_id), (
             await inspect_image(steps, copy_id)

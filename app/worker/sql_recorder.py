@@ -38,8 +38,15 @@ class SqlJobRecorder:
         self.spec = spec
         self.worker_id = worker_id
 
+    def in_region(self, spec: JobSpec) -> SqlJobRecorder:
+        return SqlJobRecorder(self.sessions, spec, self.worker_id)
+
     def _targets(self, session: AsyncSession) -> JobTargets:
-        return JobTargets(session, self.spec.job_id, self.worker_id)
+        return JobTargets(session, self.spec.job_id, self.worker_id, self.spec.region)
+
+    async def fail_unfinished(self, code: str, message: str) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).fail_unfinished(code, message)
 
     async def start(self, principals: Sequence[Principal]) -> None:
         async with self.sessions.begin() as session:
@@ -161,8 +168,10 @@ class SqlJobRecorder:
     async def sharing(self, image_id: str, source_image_id: str | None) -> None:
         await self.ledger_of(image_id, source_image_id)
         async with self.sessions.begin() as session:
-            queue = JobQueue(session, skip_locked=False)
-            await queue.record_shared_image(self.spec.job_id, self.worker_id, image_id)
+            await self._targets(session).record_image(image_id)
+            if self.spec.source_region is None:  # the job's own Region: the job says so too
+                queue = JobQueue(session, skip_locked=False)
+                await queue.record_shared_image(self.spec.job_id, self.worker_id, image_id)
 
     async def source_copy(
         self, source_image_id: str, source_region: str, region: str, kms_key_id: str

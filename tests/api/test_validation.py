@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from app.db.migrate import upgrade
+from app.domain.regions import known_regions
 from app.sandbox.aws_double import AwsDouble
 from tests.conftest import (
     REGION,
@@ -244,6 +245,33 @@ BAD_BODIES = [
         id="reencrypt-with-an-aws-managed-key",
     ),
     pytest.param({"reencrypt": {}}, "reencrypt.kms_key_id", id="reencrypt-without-a-key"),
+    pytest.param({"regions": ["zz-fake-9"]}, "regions[0]", id="regions-unknown"),
+    pytest.param(
+        {"regions": ["eu-west-1"]}, "region_kms_key_ids.eu-west-1", id="regions-without-a-key"
+    ),
+    pytest.param(
+        {"regions": [REGION], "region_kms_key_ids": {REGION: "alias/k"}},
+        "regions[0]",
+        id="regions-naming-the-jobs-own",
+    ),
+    pytest.param(
+        {"regions": ["cn-north-1"], "region_kms_key_ids": {"cn-north-1": "alias/k"}},
+        "regions[0]",
+        id="regions-in-another-partition",
+    ),
+    pytest.param(
+        {
+            "regions": ["eu-west-1"],
+            "region_kms_key_ids": {"eu-west-1": "alias/k", "ap-south-1": "alias/k"},
+        },
+        "region_kms_key_ids.ap-south-1",
+        id="region-key-for-a-region-not-listed",
+    ),
+    pytest.param(
+        {"regions": [r for r in known_regions() if r.startswith(("us-", "eu-", "ap-"))][:21]},
+        "regions",
+        id="more-than-20-regions",
+    ),
     pytest.param({"copy": {"colour": "red"}}, "copy.colour", id="copy-unknown-field"),
     pytest.param(
         {"kms_access": "grant", "organization_arns": [ORGANIZATION]},

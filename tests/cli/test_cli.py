@@ -14,7 +14,13 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.client import commands
 from app.client.api import AmiShareClient
-from app.sandbox.run import DEMO_ACCOUNTS, SandboxInfo, sandbox_running
+from app.sandbox.run import (
+    DEMO_ACCOUNTS,
+    OTHER_REGION,
+    OTHER_REGION_KEY_ALIAS,
+    SandboxInfo,
+    sandbox_running,
+)
 from tests.conftest import new_account_ids
 
 REGION = "us-east-1"
@@ -304,3 +310,32 @@ def test_reencrypt_with_shares_the_aws_managed_image_as_a_copy(sandbox: SandboxI
     shares = amishare(sandbox, "shares", "--image", aws_managed)
     assert job["shared_image_id"] in shares.output
     assert f"copy of {aws_managed}" in shares.output
+
+
+def test_also_in_shares_in_another_region_and_status_shows_each_region(
+    sandbox: SandboxInfo,
+) -> None:
+    result = share_and_wait(
+        sandbox, [DEMO_ACCOUNTS[0]], "--also-in", f"{OTHER_REGION}={OTHER_REGION_KEY_ALIAS}"
+    )
+
+    assert result.exit_code == 0, result.output
+    job = newest_job(sandbox)
+    assert job["regions"] == [OTHER_REGION]
+    assert job["progress"]["succeeded"] == 2
+    status = amishare(sandbox, "status", job["id"])
+    rows = [line for line in status.output.splitlines() if line.startswith(OTHER_REGION)]
+    assert rows and " 1 " in rows[0]  # its one target succeeded
+
+    revoked = amishare(
+        sandbox, "revoke", image(sandbox), "--region", REGION, "--from", DEMO_ACCOUNTS[0],
+        "--also-in", OTHER_REGION, "--wait",
+    )  # fmt: skip
+    assert revoked.exit_code == 0, revoked.output
+
+
+def test_also_in_without_a_key_is_a_usage_error(sandbox: SandboxInfo) -> None:
+    result = share_and_wait(sandbox, [DEMO_ACCOUNTS[0]], "--also-in", OTHER_REGION)
+
+    assert result.exit_code == 2
+    assert "REGION=KEY" in result.output

@@ -164,6 +164,12 @@ class InMemoryRecorder:
             counts[target.status] = counts.get(target.status, 0) + 1
         self.status = final_job_status(counts, job_error=failure is not None)
 
+    def in_region(self, spec: JobSpec) -> InMemoryRecorder:
+        """The unit specs run jobs in one Region: the job's own."""
+        assert spec.region == self.spec.region, "the in-memory recorder knows one Region"
+        self.spec = spec
+        return self
+
     # Targets.
     def _update(self, principals: Sequence[Principal], change: Callable[[Target], None]) -> None:
         for principal in principals:
@@ -209,6 +215,13 @@ class InMemoryRecorder:
             target.status, target.note = TargetStatus.CANCELLED, note
 
         self._update(principals, cancel)
+
+    async def fail_unfinished(self, code: str, message: str) -> None:
+        def fail(target: Target) -> None:
+            target.status = TargetStatus.FAILED
+            target.error_code, target.error_message = code, message[:2000]
+
+        self._update(list(self.targets), fail)
 
     async def cancel_requested(self) -> bool:
         return self.cancelled
@@ -1068,7 +1081,8 @@ class Worker:
     async def run(self, job: InMemoryRecorder) -> InMemoryRecorder:
         executor = Executor(self.aws, self.locks, self.settings)
         job.status = JobStatus.RUNNING
-        job.finish(await executor.execute(job.spec, list(job.targets), job))
+        targets = {job.spec.region: list(job.targets)}
+        job.finish(await executor.execute(job.spec, targets, job))
         return job
 
     async def share(

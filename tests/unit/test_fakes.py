@@ -71,6 +71,7 @@ class Sqlite:
                         position=position,
                         principal=target.value,
                         principal_type=target.type,
+                        region=spec.region,
                         status=TargetStatus.PENDING,
                         step="pending",
                     )

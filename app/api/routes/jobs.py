@@ -19,7 +19,7 @@ from app.api.deps import (
     job_service,
 )
 from app.api.etags import OPENAPI_PARAMETER
-from app.api.fields import LabelFilterCheck
+from app.api.fields import LabelFilterCheck, Region
 from app.api.schemas import (
     EventOut,
     EventPage,
@@ -163,10 +163,11 @@ async def list_targets(
     service: JobServiceDep,
     _caller: Reader,
     status: Annotated[TargetStatus | None, Query()] = None,
+    region: Annotated[Region | None, Query(description="Only this Region's targets")] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> TargetPage:
-    page = await service.targets(job_id, status, limit, cursor)
+    page = await service.targets(job_id, status, limit, cursor, region)
     return TargetPage(items=[TargetOut.of(t) for t in page.items], next_cursor=page.next_cursor)
 
 
