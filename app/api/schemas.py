@@ -13,9 +13,10 @@ from pydantic_core import PydanticCustomError
 
 from app.api.fields import MAX_LABELS, LabelKey, LabelValue, Region, label_problem
 from app.db.job_repository import Progress
-from app.db.models import Job, JobEvent, JobTarget, KeyAccessRow, Share
+from app.db.models import JobEvent, JobTarget, KeyAccessRow, Share
 from app.domain.principals import ACCOUNT_ID, IMAGE_ID, ORGANIZATION_ARN, OU_ARN
 from app.domain.types import Action, KmsAccess, TargetStatus
+from app.service.jobs import JobWithProgress
 from app.service.requests import NewJob
 
 AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID.pattern)]
@@ -207,9 +208,15 @@ class JobOut(BaseModel):
     progress: JobProgress
     error: ErrorInfo | None
     attempts: int
+    destination_policy: dict[str, Any] = Field(
+        description="The IAM policy identities in a destination need to find, launch (and "
+        "with copy, copy) the shared images: the keys are complete once the worker has looked "
+        "at the images. Also GET /v1/jobs/{id}/destination-policy."
+    )
 
     @classmethod
-    def of(cls, job: Job, progress: Progress) -> JobOut:
+    def of(cls, found: JobWithProgress) -> JobOut:
+        job, progress = found.job, found.progress
         return cls(
             id=job.id,
             action=job.action,
@@ -232,6 +239,7 @@ class JobOut(BaseModel):
             progress=JobProgress.of(progress),
             error=_error(job.error_code, job.error_message),
             attempts=job.attempts,
+            destination_policy=found.destination_policy,
         )
 
 

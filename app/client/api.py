@@ -60,6 +60,7 @@ class Job(TypedDict):
     regions: list[str]
     region_kms_key_ids: dict[str, str]
     shared_image_id: str | None
+    destination_policy: dict[str, Any]
 
 
 class Target(TypedDict):

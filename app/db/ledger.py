@@ -79,6 +79,16 @@ class ShareLedger:
         )
         return (await self.session.execute(query)).scalars().all()
 
+    async def organizations(self, image_id: str, region: str) -> list[str]:
+        """Organizations and OUs the image is shared with (launch permission)."""
+        query = select(col(Share.principal)).where(
+            col(Share.image_id) == image_id,
+            col(Share.region) == region,
+            col(Share.principal_type) != "account",
+            col(Share.launch_permission),
+        )
+        return list((await self.session.execute(query)).scalars().all())
+
     async def merge(self, scope: ShareScope, updates: Sequence[ShareUpdate]) -> None:
         """Add what `updates` gave to each principal's row (created if missing). A row whose
         launch permission is given anew becomes this job's."""

@@ -46,6 +46,9 @@ class Job(SQLModel, table=True):
     verify: bool
     copy_options: dict[str, Any] | None = Field(default=None, sa_column=Column("copy", JSON))
     reencrypt: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # reconcile: grant again what the ledger records and AWS lost; remove unrecorded shares.
+    repair: bool = False
+    prune: bool = False
     # More Regions: the image is copied by the source into each, re-encrypted with that
     # Region's key, and each copy is shared like the image in `region`.
     regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -95,7 +98,22 @@ class JobTarget(SQLModel, table=True):
     error_message: str | None = None
     note: str | None = None
     copied_image_id: str | None = Field(default=None, max_length=32)
+    # A reconcile's finding: {"missing": [...], "unrecorded": bool}; None where AWS and the
+    # ledger agree (and on other jobs' targets).
+    drift: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     updated_at: datetime = _time(default_factory=utcnow)
+
+
+class JobKey(SQLModel, table=True):
+    """The KMS keys behind the images a job shares, in every Region of the job: what the
+    destinations' own IAM policy must allow (destination_policy)."""
+
+    __tablename__ = "job_key"
+    __table_args__ = (UniqueConstraint("job_id", "key_arn", name="uq_job_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=40, index=True)
+    key_arn: str = Field(max_length=256)
 
 
 class Share(SQLModel, table=True):

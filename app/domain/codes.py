@@ -36,6 +36,8 @@ class TargetErrorCode(StrEnum):
     ACCESS_DENIED = "AccessDenied"
     DESTINATION_ROLE_UNAVAILABLE = "DestinationRoleUnavailable"
     NOT_VISIBLE_IN_DESTINATION = "NotVisibleInDestination"
+    # After a revoke the destination can still see the image (a revoke with verification).
+    STILL_VISIBLE_IN_DESTINATION = "StillVisibleInDestination"
     THROTTLED = "Throttled"
     COPY_FAILED = "CopyFailed"
     DESTINATION_NOT_ALLOWED = "DestinationNotAllowed"

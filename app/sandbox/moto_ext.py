@@ -354,7 +354,7 @@ def _images_shared_with(
         if owner == account_id or backend is None:
             continue
         for ami in list(backend.amis.values()):
-            if any(lp.get("UserId") == account_id for lp in ami.launch_permissions):
+            if _launchable_by(ami, account_id):
                 found[ami.id] = ami
     return found
 
@@ -364,13 +364,20 @@ def _images_shared_with(
 _image_owners: dict[str, str] = {}
 
 
+def _launchable_by(ami: Any, account_id: str) -> bool:
+    """Launch permission names the account, or the image is public (`Group: all`)."""
+    return any(
+        lp.get("UserId") == account_id or lp.get("Group") == "all" for lp in ami.launch_permissions
+    )
+
+
 def _named_images_shared_with(account_id: str, region: str, ami_ids: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for ami_id in ami_ids:
         ami = _find_image(ami_id, region)
         if ami is None or _image_owners.get(ami_id) == account_id:
             continue
-        if any(lp.get("UserId") == account_id for lp in ami.launch_permissions):
+        if _launchable_by(ami, account_id):
             found[ami.id] = ami
     return found
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.db.events import EventLog
+from app.db.job_keys import JobKeys
 from app.db.job_repository import FailedTarget, JobFilter, JobRepository, Progress
 from app.db.models import Job, JobEvent, JobTarget
 from app.domain.codes import TargetErrorCode
+from app.domain.destination_policy import destination_policy
 from app.domain.guardrails import (
     ANY_DESTINATION,
     ANY_SOURCE,
@@ -71,6 +73,12 @@ def _requester(caller: Requester | None) -> Requester:
 class JobWithProgress:
     job: Job
     progress: Progress
+    key_arns: tuple[str, ...] = ()  # the keys behind the job's images, once the worker knows
+
+    @property
+    def destination_policy(self) -> dict[str, Any]:
+        """What identities in the destinations need in their own IAM policy."""
+        return destination_policy(self.key_arns, copies=self.job.copy_options is not None)
 
 
 class JobService:
@@ -149,7 +157,8 @@ class JobService:
     async def get(self, job_id: str) -> JobWithProgress:
         job = await self._job(job_id)
         progress = (await self.jobs.progress([job.id]))[job.id]
-        return JobWithProgress(job, progress)
+        keys = (await JobKeys(self.session).of([job.id]))[job.id]
+        return JobWithProgress(job, progress, tuple(keys))
 
     async def list_jobs(
         self, filters: JobFilter, limit: int, cursor: str | None
@@ -157,7 +166,8 @@ class JobService:
         before = decode_cursor(cursor, int)
         jobs = page_of(await self.jobs.newest_first(filters, limit + 1, before), limit, _seq)
         progress = await self.jobs.progress([j.id for j in jobs.items])
-        items = [JobWithProgress(j, progress[j.id]) for j in jobs.items]
+        keys = await JobKeys(self.session).of([j.id for j in jobs.items])
+        items = [JobWithProgress(j, progress[j.id], tuple(keys[j.id])) for j in jobs.items]
         return Page(items, jobs.next_cursor)
 
     async def targets(
@@ -249,7 +259,7 @@ class JobService:
                 "use a new key for a new request",
                 location="header",
             )
-        return JobWithProgress(earlier, (await self.jobs.progress([earlier.id]))[earlier.id])
+        return await self.get(earlier.id)
 
     async def _source_account(self, request: NewJob) -> tuple[str, str | None]:
         """The job's source account, and the service's own when it was needed to decide."""
@@ -269,12 +279,8 @@ class JobService:
             ) from error
 
     def _verify(self, request: NewJob) -> bool:
-        if request.action is Action.REVOKE:
-            if request.verify:
-                raise InvalidRequestError.of(
-                    "verify", "a revoke is not verified in the destinations; leave it unset"
-                )
-            return False
+        """A share checks from each destination that it sees the image; a revoke, that it
+        no longer does. Both need the destination role."""
         if request.verify and not self.settings.destination_role_configured:
             raise InvalidRequestError.of(
                 "verify",

@@ -15,7 +15,7 @@ from app.domain.types import Action, Step
 from app.worker.ports import JobRecorder, KeyLocks
 from app.worker.revoke import RevokeProcedure
 from app.worker.share import JobCancelledError, ShareProcedure
-from app.worker.verification import Verifier
+from app.worker.verification import Unshared, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,9 @@ class Executor:
         return None
 
     def _revoke(self, recorder: JobRecorder) -> RevokeProcedure:
-        return RevokeProcedure(self.gateway, self.locks, recorder, self.settings)
+        return RevokeProcedure(
+            self.gateway, self.locks, recorder, self.settings, Unshared(self.gateway, self.settings)
+        )
 
     def _share(self, recorder: JobRecorder) -> ShareProcedure:
         verifier = Verifier(self.gateway, recorder, self.settings)

@@ -60,6 +60,10 @@ class JobRecorder(Protocol):
     # The ledger of this job's image and region, written as each change lands.
     async def shares(self, principals: Sequence[Principal]) -> dict[Principal, ShareRecord]: ...
 
+    async def organization_shares(self) -> list[str]:
+        """The organizations and OUs this image is shared with (their ARNs)."""
+        ...
+
     async def record_shares(self, updates: Sequence[ShareUpdate]) -> None:
         """Merge what a step gave into the rows (created if missing)."""
         ...
@@ -84,6 +88,10 @@ class JobRecorder(Protocol):
     async def ledger_of(self, image_id: str, source_image_id: str | None) -> None:
         """From here on the ledger rows are `image_id`'s (a revoke of an image and its
         copies), without changing what the job says it shares."""
+        ...
+
+    async def record_keys(self, key_arns: Sequence[str]) -> None:
+        """The keys behind the image the job shares in this Region (destination_policy)."""
         ...
 
     async def source_copy(

@@ -34,6 +34,7 @@ from app.worker.take_back import (
     take_back,
     what_remains,
 )
+from app.worker.verification import Unshared
 
 NEVER_SHARED_NOTE = "Was not shared with this principal: nothing to revoke."
 KEYS_LEFT_NOTE = (
@@ -58,11 +59,13 @@ class RevokeProcedure:
         locks: KeyLocks,
         recorder: JobRecorder,
         settings: Settings,
+        unshared: Unshared | None = None,
     ) -> None:
         self.gateway = gateway
         self.locks = locks
         self.recorder = recorder
         self.settings = settings
+        self.unshared = unshared
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         """Revoke the image, and the copies of it the service made in the Region (a
@@ -83,15 +86,55 @@ class RevokeProcedure:
             images += [replace(spec, image_id=c, source_image_id=spec.image_id) for c in copies]
             never = set(targets)
             refused: set[Principal] = set()
+            revoked: dict[str, list[Principal]] = {}
             for image_spec in images:
                 await self.recorder.ledger_of(image_spec.image_id, image_spec.source_image_id)
                 shared, failed = await self._revoke_image(steps, image_spec, targets)
+                await self._note_organizations(shared - failed)
                 never -= shared
                 refused |= failed
+                revoked[image_spec.image_id] = [p for p in targets if p in shared - failed]
         untouched = [p for p in targets if p in never]
         if untouched:
             await self.recorder.note(untouched, NEVER_SHARED_NOTE)
+        refused |= await self._confirm_unshared(spec, revoked)
         await self.recorder.succeed([p for p in targets if p not in refused], Step.LEDGER)
+
+    async def _note_organizations(self, revoked: set[Principal]) -> None:
+        """An account revoked alone may stay able to launch the image through an organization
+        or OU it is in (AWS shares with their members; which accounts those are, only AWS
+        Organizations knows)."""
+        accounts = [p for p in revoked if p.is_account]
+        organizations = await self.recorder.organization_shares() if accounts else []
+        if organizations:
+            await self.recorder.note(
+                accounts,
+                "The image stays launchable for this account if it is in "
+                f"{', '.join(sorted(organizations))}: that share remains.",
+            )
+
+    async def _confirm_unshared(
+        self, spec: JobSpec, revoked: dict[str, list[Principal]]
+    ) -> set[Principal]:
+        """With a destination role: from each destination, the image is gone."""
+        if not spec.verify or self.unshared is None:
+            return set()
+        failed: set[Principal] = set()
+        for image_id, principals in revoked.items():
+            accounts = [p for p in principals if p.is_account]
+            await self.recorder.reach(accounts, Step.VERIFY)
+            image_spec = replace(spec, image_id=image_id)
+            if accounts and await self._organization_covers(image_spec):
+                continue  # an organization share may well keep it visible: noted above
+            found = await self.unshared.still_visible(image_spec, accounts)
+            for principal, failure in found.items():
+                await self.recorder.fail([principal], Step.VERIFY, failure.code, failure.message)
+            failed |= set(found)
+        return failed
+
+    async def _organization_covers(self, spec: JobSpec) -> bool:
+        await self.recorder.ledger_of(spec.image_id, spec.source_image_id)
+        return bool(await self.recorder.organization_shares())
 
     async def _revoke_image(
         self, steps: SourceSteps, spec: JobSpec, targets: Sequence[Principal]
@@ -103,6 +146,7 @@ class RevokeProcedure:
         if image is not None:
             require_owner(image, source.account_id, "revoke its sharing")
         parts = await self._parts(steps, spec, image, rows)
+        await self.recorder.record_keys(parts.key_arns)
         survey = await self._survey(steps, parts, targets)
         live = [p for p in targets if p in rows or p in survey.found]
         what = Withdrawal(

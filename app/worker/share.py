@@ -106,6 +106,7 @@ class ShareProcedure:
                 reencrypting = spec.reencrypt_key is not None
                 found = await inspect_image(steps, spec.image_id, reencrypting=reencrypting)
                 spec, found = await self._shared_image(steps, spec, found, targets)
+            await self.recorder.record_keys(found.key_arns)
             before = await self.recorder.shares(targets)
             had_it = {
                 p for p, r in before.items() if r.launch_permission and r.job_id != spec.job_id

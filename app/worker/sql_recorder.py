@@ -15,6 +15,7 @@ from app.aws.gateway import Change
 from app.db.engine import SessionFactory
 from app.db.events import EventLog
 from app.db.image_copies import ImageCopies
+from app.db.job_keys import JobKeys
 from app.db.job_targets import JobTargets
 from app.db.ledger import KeyAccessLedger, ShareLedger, ShareScope, key_access_of, share_record
 from app.db.models import Job, JobEvent
@@ -173,6 +174,10 @@ class SqlJobRecorder:
                 queue = JobQueue(session, skip_locked=False)
                 await queue.record_shared_image(self.spec.job_id, self.worker_id, image_id)
 
+    async def record_keys(self, key_arns: Sequence[str]) -> None:
+        async with self.sessions.begin() as session:
+            await JobKeys(session).add(self.spec.job_id, key_arns)
+
     async def source_copy(
         self, source_image_id: str, source_region: str, region: str, kms_key_id: str
     ) -> SourceCopy | None:
@@ -206,6 +211,10 @@ class SqlJobRecorder:
                 self.spec.image_id, self.spec.region, list(by_value)
             )
         return {by_value[row.principal]: share_record(row) for row in rows}
+
+    async def organization_shares(self) -> list[str]:
+        async with self.sessions() as session:
+            return await ShareLedger(session).organizations(self.spec.image_id, self.spec.region)
 
     async def record_shares(self, updates: Sequence[ShareUpdate]) -> None:
         if not updates:

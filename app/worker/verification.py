@@ -14,6 +14,7 @@ from app.domain.codes import TargetErrorCode
 from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.logs import destination_context
+from app.worker.accounts import destination_account
 from app.worker.failures import TargetFailure, destination_failure
 from app.worker.ports import JobRecorder
 from app.worker.retry import with_retries
@@ -139,3 +140,59 @@ class CancelWatch:
                 self._cancelled = await self.recorder.cancel_requested()
                 self._checked_at = now
             return self._cancelled
+
+
+class Unshared:
+    """After a revoke: from inside each destination, the image is no longer launchable there
+    (eventually consistent, so looked at with bounded backoff like a share's verification)."""
+
+    def __init__(self, gateway: AwsGateway, settings: Settings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+
+    async def still_visible(
+        self, spec: JobSpec, accounts: Sequence[Principal]
+    ) -> dict[Principal, TargetFailure]:
+        bound = asyncio.Semaphore(self.settings.target_concurrency)
+        failed: dict[Principal, TargetFailure] = {}
+
+        async def check(principal: Principal) -> None:
+            async with bound:
+                with destination_context(principal.value):
+                    failure = await self._check_one(spec, principal)
+            if failure is not None:
+                failed[principal] = failure
+
+        async with asyncio.TaskGroup() as group:
+            for principal in accounts:
+                group.create_task(check(principal))
+        return failed
+
+    async def _check_one(self, spec: JobSpec, principal: Principal) -> TargetFailure | None:
+        retry = self.settings.retry_policy
+        try:
+            async with destination_account(
+                self.gateway, principal.value, spec, retry
+            ) as destination:
+                return await self._wait_until_gone(destination, spec.image_id)
+        except AwsCallError as error:
+            return destination_failure(principal.value, error)
+
+    async def _wait_until_gone(
+        self, destination: DestinationAccount, image_id: str
+    ) -> TargetFailure | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.verify_timeout_seconds
+        delay = self.settings.verify_initial_delay_seconds
+        retry = self.settings.retry_policy
+        while await with_retries(retry, lambda: destination.can_see_image(image_id)):
+            if loop.time() + delay > deadline:
+                return TargetFailure(
+                    TargetErrorCode.STILL_VISIBLE_IN_DESTINATION,
+                    f"After {self.settings.verify_timeout_seconds:.0f}s account "
+                    f"{destination.account_id} can still see {image_id}: someone may have "
+                    "shared it again, or AWS is slow to propagate; look, and retry the job.",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+        return None

@@ -1259,3 +1259,14 @@ def test_asymmetric_keys_still_sign_and_verify_with_their_private_key_built_on_u
     )
     assert verified["SignatureValid"] is True
     assert source.kms.get_public_key(KeyId=key_id)["PublicKey"]
+
+
+def test_a_public_image_is_seen_by_every_account(
+    double: AwsDouble, source: Account, destination: Account
+) -> None:
+    seeded = seed.create_unencrypted_image(double.url)
+    source.ec2.modify_image_attribute(
+        ImageId=seeded.image_id, LaunchPermission={"Add": [{"Group": "all"}]}
+    )
+
+    assert image(destination, seeded.image_id)["ImageId"] == seeded.image_id

@@ -19,7 +19,7 @@ from app.db.migrate import alembic_config, upgrade
 from app.db.models import metadata
 
 # Every table the service uses; a migrated database has exactly these (and Alembic's own).
-MODEL_TABLES = {"job", "job_target", "share", "key_access", "image_copy", "job_event"}
+MODEL_TABLES = {"job", "job_target", "job_key", "share", "key_access", "image_copy", "job_event"}
 
 
 def _differences(connection: Connection) -> list[Any]:

@@ -216,6 +216,19 @@ class InMemoryRecorder:
 
         self._update(principals, cancel)
 
+    async def organization_shares(self) -> list[str]:
+        return [
+            row.principal.value
+            for (image, region, _), row in self.ledger.shares.items()
+            if image == self.spec.image_id
+            and region == self.spec.region
+            and not row.principal.is_account
+            and row.launch_permission
+        ]
+
+    async def record_keys(self, key_arns: Sequence[str]) -> None:
+        self.key_arns = sorted({*getattr(self, "key_arns", []), *key_arns})
+
     async def fail_unfinished(self, code: str, message: str) -> None:
         def fail(target: Target) -> None:
             target.status = TargetStatus.FAILED

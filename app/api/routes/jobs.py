@@ -76,7 +76,7 @@ async def create_job(
     found, created = await service.create(body.to_new_job(), caller, idempotency_key)
     if created:
         runtime.metrics.jobs_created.labels(action=found.job.action).inc()
-    out = JobOut.of(found.job, found.progress)
+    out = JobOut.of(found)
     return JSONResponse(
         out.model_dump(mode="json", by_alias=True),
         status_code=202 if created else 200,
@@ -102,7 +102,7 @@ async def get_job(job_id: JobId, _caller: Reader, poll: PollDep) -> Response:
         async def read() -> tuple[int, bytes]:
             async with job_service(poll.runtime) as service:
                 found = await service.get(job_id)
-            return found.job.version, _render(JobOut.of(found.job, found.progress))
+            return found.job.version, _render(JobOut.of(found))
 
         snapshot = await cache.load(job_id, read)
     if if_none_match.matches(snapshot.etag):
@@ -113,6 +113,24 @@ async def get_job(job_id: JobId, _caller: Reader, poll: PollDep) -> Response:
 
 def _render(out: JobOut) -> bytes:
     return bytes(JSONResponse(out.model_dump(mode="json", by_alias=True)).body)
+
+
+@router.get(
+    "/{job_id}/destination-policy",
+    responses={
+        200: {
+            "description": "An IAM policy document, for aws iam create-policy --policy-document",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **PROBLEMS,
+    },
+    summary="The IAM policy a destination's identities need for the job's images",
+)
+async def get_destination_policy(
+    job_id: JobId, service: JobServiceDep, _caller: Reader
+) -> JSONResponse:
+    found = await service.get(job_id)
+    return JSONResponse(found.destination_policy)
 
 
 @router.get("", response_model=JobPage, responses=PROBLEMS, summary="Jobs, newest first")
@@ -147,7 +165,7 @@ async def list_jobs(
     )
     page = await service.list_jobs(filters, limit, cursor)
     return JobPage(
-        items=[JobOut.of(found.job, found.progress) for found in page.items],
+        items=[JobOut.of(found) for found in page.items],
         next_cursor=page.next_cursor,
     )
 
@@ -227,7 +245,7 @@ def _changed(
         if then is not None:
             then()
 
-    out = JobOut.of(found.job, found.progress)
+    out = JobOut.of(found)
     return JSONResponse(
         out.model_dump(mode="json", by_alias=True),
         status_code=status_code,
