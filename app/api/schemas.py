@@ -60,7 +60,10 @@ class ReencryptOptions(BaseModel):
     @classmethod
     def _customer_managed(cls, value: str) -> str:
         if value.startswith("alias/aws/") or ":alias/aws/" in value:
-            raise ValueError("an AWS-managed key cannot be shared: name a customer-managed key")
+            raise PydanticCustomError(
+                "aws_managed_key",
+                "an AWS-managed key cannot be shared: name a customer-managed key",
+            )
         return value
 
 

@@ -314,6 +314,10 @@ def share(
 ) -> None:
     """Share an AMI (launch permission, snapshots and KMS key) with accounts, orgs or OUs."""
     copying = copy or copy_kms_key is not None
+    if no_copy_tags and not copying:
+        raise typer.BadParameter(
+            "only with --copy or --copy-kms-key", param_hint="'--no-copy-tags'"
+        )
     regions = parse_regions(also_in, keys_needed=True)
     request = JobRequest(
         action="share",

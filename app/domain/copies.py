@@ -20,6 +20,11 @@ class CopyOptions:
     copy_tags: bool = True
 
 
+def user_tags(tags: dict[str, str]) -> dict[str, str]:
+    """An image's tags without the service's own (they describe the source's copies)."""
+    return {k: v for k, v in tags.items() if not k.startswith("amishare:")}
+
+
 def client_token(*parts: str) -> str:
     """The same copy asked for again gets the same token, so AWS makes it once."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

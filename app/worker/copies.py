@@ -17,7 +17,13 @@ from dataclasses import dataclass, replace
 from app.aws.call_errors import AwsCallError
 from app.aws.gateway import Change, CopyRequest, ImageCopier, ImageInfo
 from app.config import Settings
-from app.domain.copies import SOURCE_IMAGE_TAG, SourceCopy, client_token, copy_name
+from app.domain.copies import (
+    SOURCE_IMAGE_TAG,
+    SourceCopy,
+    client_token,
+    copy_name,
+    user_tags,
+)
 from app.worker.ports import JobRecorder
 from app.worker.retry import with_retries
 
@@ -136,12 +142,16 @@ async def copy_in_source(
     if record is None:
         record = SourceCopy(*token_parts, client_token=client_token("source", *token_parts))
     if record.image_id is None:  # lost from the database, or never answered: look on AWS
-        found = await copier.images_tagged(SOURCE_IMAGE_TAG, _tag_value(record))
+        tag = _tag_value(record)
+        found = await with_retries(
+            settings.retry_policy, lambda: copier.images_tagged(SOURCE_IMAGE_TAG, tag)
+        )
         usable = [i for i in found if i.state in ("available", "pending")]
         if usable:
             record = replace(record, image_id=usable[0].image_id, state=usable[0].state)
     if record.image_id is not None:
-        existing = await copier.own_image(record.image_id)
+        made = record.image_id
+        existing = await with_retries(settings.retry_policy, lambda: copier.own_image(made))
         if existing is None or existing.state not in ("available", "pending"):
             # Gone or failed: a new copy, under a new token (the old one names the dead copy).
             record = replace(
@@ -151,7 +161,7 @@ async def copy_in_source(
                 client_token=client_token("source", *token_parts, record.image_id),
             )
     if record.image_id is None:
-        tags = {**source.tags, SOURCE_IMAGE_TAG: _tag_value(record)}
+        tags = {**user_tags(source.tags), SOURCE_IMAGE_TAG: _tag_value(record)}
         request = CopyRequest(
             source_image_id=source.image_id,
             source_region=source_region,

@@ -20,7 +20,7 @@ from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.gateway import AwsGateway, CopyRequest, DestinationAccount, ImageInfo
 from app.config import Settings
 from app.domain.codes import TargetErrorCode
-from app.domain.copies import client_token, copy_name
+from app.domain.copies import client_token, copy_name, user_tags
 from app.domain.job_spec import JobSpec
 from app.domain.principals import Principal
 from app.domain.types import Step
@@ -169,7 +169,7 @@ class DestinationCopies:
                 "copy", spec.job_id, shared.image_id, principal.value, earlier or ""
             ),
             kms_key_id=spec.copy.kms_key_id,
-            tags=dict(shared.tags) if spec.copy.copy_tags else {},
+            tags=user_tags(shared.tags) if spec.copy.copy_tags else {},
         )
         image_id, change = await request_copy(
             dest, request, self.waits, self.settings, watch.requested

@@ -250,6 +250,7 @@ def test_connection_refused_is_one_line_and_exit_2(sandbox: SandboxInfo) -> None
         ["share", "ami-0123456789abcdef0", "--to", "111122223333"],  # no --region
         ["share", "ami-0123456789abcdef0", "--region", REGION, "--label", "no-equals-sign"],
         ["share", "ami-0123456789abcdef0", "--region", REGION, "--kms-access", "maybe"],
+        ["share", "ami-0123456789abcdef0", "--region", REGION, "--no-copy-tags"],  # no copy
     ],
 )
 def test_usage_errors_exit_2(sandbox: SandboxInfo, args: list[str]) -> None:

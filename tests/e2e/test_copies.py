@@ -43,6 +43,8 @@ async def test_each_destination_owns_a_copy_under_its_own_key_with_the_source_ta
 ) -> None:
     double = service.double
     image = tagged_image(service)
+    # The service's own tags describe the source's copies: a destination's copy is not one.
+    seed.tag_image(double.url, image.image_id, {"amishare:source-image": "ami-0123456789abcdef0"})
     accounts = new_account_ids(3)
     keys = {a: seed.create_destination_key(double.url, a, ALIAS).key_arn for a in accounts}
 
