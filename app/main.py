@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from app.api.authenticate import Authenticate
 from app.api.body_limit import BodyLimit
 from app.api.problems import PROBLEM_JSON, install_problem_handlers
-from app.api.routes import jobs, ops, shares
+from app.api.routes import jobs, ops, plans, shares
 from app.api.routes import metrics as metrics_route
 from app.aws.gateway import AwsGateway
 from app.config import Settings
@@ -65,6 +65,7 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(metrics_route.router)
     app.include_router(jobs.router)
+    app.include_router(plans.router)
     app.include_router(shares.router)
 
     def openapi() -> dict[str, Any]:

@@ -27,6 +27,7 @@ from app.heap import settle_heap
 from app.metrics import Metrics
 from app.service.status_cache import StatusCache
 from app.worker.executor import Executor
+from app.worker.plan import Planner
 from app.worker.ports import KeyLocks
 from app.worker.runner import Worker
 
@@ -45,6 +46,7 @@ class Runtime:
     metrics: Metrics
     tokens: TokenBook
     status_cache: StatusCache
+    planner: Planner
     worker: Worker | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -96,6 +98,7 @@ async def open_runtime(
             metrics,
             TokenBook(settings.api_tokens),
             StatusCache(settings.status_cache_seconds),
+            Planner(sessions, aws, settings),
         )
         if run_jobs:
             executor = Executor(aws, locks, settings)

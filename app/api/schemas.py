@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic_core import PydanticCustomError
@@ -86,7 +86,10 @@ class JobCreate(BaseModel):
         },
     )
 
-    action: Action = Field(description="'share' or 'revoke'")
+    action: Action = Field(
+        description="'share', 'revoke', or 'reconcile' (the ledger against AWS: targets are "
+        "optional, by default every principal the ledger or AWS shows for the image)"
+    )
     image_id: str = Field(pattern=IMAGE_ID.pattern, examples=["ami-0123456789abcdef0"])
     region: Region = Field(examples=["us-east-1"])
     source_account_id: AccountId | None = Field(
@@ -117,6 +120,16 @@ class JobCreate(BaseModel):
         description="For each of regions, a customer-managed key of the source in that Region.",
     )
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    repair: bool = Field(
+        default=False,
+        description="reconcile: grant again, through the share's own steps, what the ledger "
+        "records and AWS no longer has.",
+    )
+    prune: bool = Field(
+        default=False,
+        description="reconcile: take back shares AWS has and the ledger does not know (by "
+        "default they are reported, never removed).",
+    )
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -140,6 +153,9 @@ class JobCreate(BaseModel):
 
     def to_new_job(self) -> NewJob:
         body = self.model_dump(mode="json", by_alias=True)
+        for flag in ("repair", "prune"):  # unset, a body hashes as it did before they existed
+            if not body[flag]:
+                del body[flag]
         fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return NewJob(
             action=Action(self.action),
@@ -157,6 +173,8 @@ class JobCreate(BaseModel):
             regions=list(self.regions),
             region_kms_key_ids=dict(self.region_kms_key_ids),
             labels=dict(self.labels),
+            repair=self.repair,
+            prune=self.prune,
             fingerprint=fingerprint,
         )
 
@@ -205,6 +223,8 @@ class JobOut(BaseModel):
         "(null until the worker has looked at the image)."
     )
     labels: dict[str, str]
+    repair: bool = Field(description="reconcile: what AWS lost is granted again.")
+    prune: bool = Field(description="reconcile: shares the ledger does not know are removed.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -236,6 +256,8 @@ class JobOut(BaseModel):
             region_kms_key_ids=job.region_kms_key_ids,
             shared_image_id=job.shared_image_id,
             labels=job.labels,
+            repair=job.repair,
+            prune=job.prune,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -255,6 +277,15 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
+class Drift(BaseModel):
+    missing: list[Literal["launch_permission", "snapshots", "kms_access"]] = Field(
+        description="What the ledger says is shared and AWS no longer has (removed by hand)."
+    )
+    unrecorded: bool = Field(
+        description="AWS shares the image with the principal and the ledger does not know it."
+    )
+
+
 class TargetOut(BaseModel):
     principal: str
     principal_type: str
@@ -268,6 +299,10 @@ class TargetOut(BaseModel):
     error: ErrorInfo | None
     note: str | None = Field(description="What a person should know, e.g. snapshots skipped.")
     copied_image_id: str | None
+    drift: Drift | None = Field(
+        description="reconcile: what differs between the ledger and AWS (null: they agree, "
+        "and on share and revoke targets)."
+    )
     updated_at: datetime
 
     @classmethod
@@ -283,6 +318,7 @@ class TargetOut(BaseModel):
             error=_error(target.error_code, target.error_message),
             note=target.note,
             copied_image_id=target.copied_image_id,
+            drift=Drift.model_validate(target.drift) if target.drift else None,
             updated_at=target.updated_at,
         )
 

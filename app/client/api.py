@@ -60,7 +60,14 @@ class Job(TypedDict):
     regions: list[str]
     region_kms_key_ids: dict[str, str]
     shared_image_id: str | None
+    repair: bool
+    prune: bool
     destination_policy: dict[str, Any]
+
+
+class Drift(TypedDict):
+    missing: list[Literal["launch_permission", "snapshots", "kms_access"]]
+    unrecorded: bool
 
 
 class Target(TypedDict):
@@ -74,6 +81,7 @@ class Target(TypedDict):
     error: ErrorInfo | None
     note: str | None
     copied_image_id: str | None
+    drift: Drift | None
     updated_at: str
 
 
@@ -108,6 +116,66 @@ class Event(TypedDict):
     outcome: str
     message: str | None
     detail: dict[str, Any] | None
+
+
+class PlannedTarget(TypedDict):
+    principal: str
+    principal_type: str
+    region: str
+    outcome: Literal["change", "no_change", "refused"]
+    reason: str | None
+
+
+class KeyPolicyChange(TypedDict):
+    api: Literal["PutKeyPolicy"]
+    resource: str
+    region: str
+    principals_added: list[str]
+    principals_removed: list[str]
+    policy_bytes_before: int
+    policy_bytes_after: int
+
+
+class GrantChange(TypedDict):
+    api: Literal["CreateGrant", "RetireGrant"]
+    resource: str
+    region: str
+    principals: list[str]
+
+
+class PermissionChange(TypedDict):
+    api: Literal["ModifySnapshotAttribute", "ModifyImageAttribute"]
+    resource: str
+    region: str
+    add: list[str]
+    remove: list[str]
+
+
+class CopyChange(TypedDict):
+    api: Literal["CopyImage"]
+    resource: str
+    account: str
+    region: str
+
+
+class KeptKeyAccess(TypedDict):
+    principal: str
+    kms_key_id: str
+    needed_by: list[str]
+
+
+class Plan(TypedDict):
+    """POST /v1/plans: what a job with the same body would change; nothing is stored."""
+
+    action: str
+    image_id: str
+    region: str
+    regions: list[str]
+    error: ErrorInfo | None
+    targets: list[PlannedTarget]
+    changes: list[KeyPolicyChange | GrantChange | PermissionChange | CopyChange]
+    kept_key_access: list[KeptKeyAccess]
+    destination_policy: dict[str, Any]
 
 
 class Page(TypedDict, Generic[T]):
@@ -159,7 +227,7 @@ class JobPoll:
 class JobRequest:
     """The body of POST /v1/jobs, as the CLI builds it."""
 
-    action: Literal["share", "revoke"]
+    action: Literal["share", "revoke", "reconcile"]
     image_id: str
     region: str
     account_ids: list[str] = field(default_factory=list)
@@ -174,6 +242,9 @@ class JobRequest:
     region_kms_key_ids: dict[str, str] = field(default_factory=dict)
     regions: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    # reconcile only: grant again what AWS lost; take back what the ledger does not know.
+    repair: bool = False
+    prune: bool = False
 
     def body(self) -> dict[str, Any]:
         """Only what was given: the server's defaults apply to the rest."""
@@ -194,6 +265,8 @@ class JobRequest:
             "regions": self.regions or None,
             "region_kms_key_ids": self.region_kms_key_ids or None,
             "labels": self.labels or None,
+            "repair": self.repair or None,
+            "prune": self.prune or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
@@ -304,6 +377,14 @@ class AmiShareClient:
     def create_job(self, request: JobRequest | Mapping[str, Any]) -> Job:
         body = request.body() if isinstance(request, JobRequest) else dict(request)
         return cast(Job, self._json("POST", "/v1/jobs", json=body))
+
+    def create_plan(self, request: JobRequest | Mapping[str, Any]) -> Plan:
+        """What the job would change, from read calls only: no job is stored."""
+        body = request.body() if isinstance(request, JobRequest) else dict(request)
+        return cast(Plan, self._json("POST", "/v1/plans", json=body))
+
+    def destination_policy(self, job_id: str) -> dict[str, Any]:
+        return cast(dict[str, Any], self._json("GET", f"/v1/jobs/{job_id}/destination-policy"))
 
     def get_job(self, job_id: str, etag: str | None = None) -> JobPoll:
         headers = {"If-None-Match": etag} if etag else None

@@ -1,7 +1,9 @@
-"""The client commands of `amishare` (share, revoke, status, cancel, retry, jobs, shares, events).
+"""The client commands of `amishare` (share, revoke, reconcile, status, policy, cancel, retry,
+jobs, shares, events).
 
 Exit codes: 0 every destination succeeded (or nothing to wait for), 1 some failed (a job that
-ended partially_succeeded, failed or cancelled), 2 a usage or API error, 130 interrupted.
+ended partially_succeeded, failed or cancelled; with --plan, the job would fail or refuse a
+target), 2 a usage or API error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app.client.api import (
     Job,
     JobRequest,
     KmsAccess,
+    Plan,
 )
 
 POLL_SECONDS = 0.5
@@ -77,6 +80,13 @@ AlsoIn = Annotated[
         help="More Regions, REGION=KEY each (comma-separated or repeated): the source copies "
         "the image into each, re-encrypted with that Region's key, and shares the copy.",
         show_default=False,
+    ),
+]
+PlanOnly = Annotated[
+    bool,
+    typer.Option(
+        "--plan",
+        help="Only show what the job would change (read calls only; no job is made).",
     ),
 ]
 KmsOption = Annotated[
@@ -196,6 +206,8 @@ def report(client: AmiShareClient, job: Job, out: Console) -> int:
     if job["error"]:
         error = job["error"]
         out.print(f"[red]{escape(error['code'])}[/red]: {escape(error['message'])}")
+    if job["action"] == "reconcile" and job["progress"]["total"]:
+        out.print(render.drift_table(client.all_targets(job["id"])))
     if job["progress"]["failed"]:
         failed = client.all_targets(job["id"], status="failed")
         out.print(render.failed_targets_table(failed, job["error"]))
@@ -240,6 +252,34 @@ def start_job(connection: Connection, request: JobRequest, wait: bool) -> None:
         return follow_or_report(client, client.create_job(request), wait, out, connection)
 
     run(connection, body)
+
+
+def plan_code(plan: Plan) -> int:
+    """1 when the job would fail, or refuse a target; 0 otherwise."""
+    refused = any(t["outcome"] == "refused" for t in plan["targets"])
+    return EXIT_FAILED if plan["error"] is not None or refused else EXIT_OK
+
+
+def show_plan(connection: Connection, request: JobRequest) -> None:
+    def body(client: AmiShareClient, out: Console) -> int:
+        plan = client.create_plan(request)
+        if connection.as_json:
+            render.print_json(plan)
+        else:
+            for line in render.plan_lines(plan):
+                out.print(line)
+        return plan_code(plan)
+
+    run(connection, body)
+
+
+def start_or_plan(connection: Connection, request: JobRequest, wait: bool, plan: bool) -> None:
+    if plan and wait:
+        raise typer.BadParameter("a plan makes no job to wait for", param_hint="'--wait'")
+    if plan:
+        show_plan(connection, request)
+    else:
+        start_job(connection, request, wait)
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +348,7 @@ def share(
         typer.Option("--label", help="A label key=value (repeat for more).", show_default=False),
     ] = None,
     wait: Wait = False,
+    plan: PlanOnly = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
@@ -335,7 +376,7 @@ def share(
         region_kms_key_ids=regions,
         labels=parse_labels(label),
     )
-    start_job(Connection(url, token, as_json), request, wait)
+    start_or_plan(Connection(url, token, as_json), request, wait, plan)
 
 
 def revoke(
@@ -362,6 +403,7 @@ def revoke(
         ),
     ] = None,
     wait: Wait = False,
+    plan: PlanOnly = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
@@ -378,6 +420,47 @@ def revoke(
         kms_access=kms_value(kms_access),
         regions=list(regions),
         region_kms_key_ids={r: k for r, k in regions.items() if k},
+    )
+    start_or_plan(Connection(url, token, as_json), request, wait, plan)
+
+
+def reconcile(
+    image: ImageId,
+    region: Region,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account",
+            help="Only these account IDs (comma-separated or repeated); by default every "
+            "principal the ledger or AWS shows for the image.",
+            show_default=False,
+        ),
+    ] = None,
+    org: Orgs = None,
+    ou: Ous = None,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Grant again what the ledger records and AWS no longer has."),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Take back shares AWS has and the ledger does not know."),
+    ] = False,
+    wait: Wait = False,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Compare the ledger of an image with AWS: what was lost, and what was shared by hand."""
+    request = JobRequest(
+        action="reconcile",
+        image_id=image,
+        region=region,
+        account_ids=split_values(account),
+        organization_arns=split_values(org),
+        organizational_unit_arns=split_values(ou),
+        repair=repair,
+        prune=prune,
     )
     start_job(Connection(url, token, as_json), request, wait)
 
@@ -409,10 +492,23 @@ def status(
                 out.print(render.regions_table(found, targets))
             if found["copy"]:
                 out.print(render.copies_table(targets))
+        if found["action"] == "reconcile" and found["progress"]["total"]:
+            out.print(render.drift_table(client.all_targets(job)))
         if found["progress"]["failed"]:
             failed = client.all_targets(job, status="failed")
             out.print(render.failed_targets_table(failed, found["error"]))
         return outcome_code(found)
+
+    run(connection, body)
+
+
+def policy(job: JobId, url: Url = DEFAULT_URL, token: Token = None) -> None:
+    """Print the IAM policy a destination attaches to its own roles to use the job's images."""
+    connection = Connection(url, token, as_json=True)
+
+    def body(client: AmiShareClient, out: Console) -> int:
+        render.print_json(client.destination_policy(job))
+        return EXIT_OK
 
     run(connection, body)
 
@@ -458,7 +554,9 @@ def jobs(
             show_default=False,
         ),
     ] = None,
-    action: Annotated[str | None, typer.Option(help="share or revoke.", show_default=False)] = None,
+    action: Annotated[
+        str | None, typer.Option(help="share, revoke or reconcile.", show_default=False)
+    ] = None,
     image: Annotated[str | None, typer.Option(help="An AMI id.", show_default=False)] = None,
     account: Annotated[
         str | None,
@@ -544,7 +642,9 @@ def events(
 COMMANDS: tuple[Callable[..., None], ...] = (
     share,
     revoke,
+    reconcile,
     status,
+    policy,
     cancel,
     retry,
     jobs,

@@ -18,7 +18,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from app.client.api import ApiError, ApiUnreachableError, ErrorInfo, Event, Job, Share, Target
+from app.client.api import (
+    ApiError,
+    ApiUnreachableError,
+    ErrorInfo,
+    Event,
+    Job,
+    Plan,
+    Share,
+    Target,
+)
 
 STATUS_STYLE = {
     "queued": "blue",
@@ -152,6 +161,112 @@ def copies_table(targets: Iterable[Target]) -> Listing:
             escape(target["copied_image_id"] or "-"),
         )
     return listing
+
+
+def drift_text(target: Target) -> str:
+    """A reconcile target's drift: 'in agreement', 'missing: …', or 'unrecorded (…)'."""
+    drift = target["drift"]
+    if drift is None:
+        return "[green]in agreement[/green]"
+    parts = []
+    if drift["missing"]:
+        parts.append("[red]missing:[/red] " + ", ".join(drift["missing"]))
+    if drift["unrecorded"]:
+        parts.append("[yellow]unrecorded[/yellow]: AWS shares it, the ledger does not know it")
+    return "; ".join(parts)
+
+
+def drift_table(targets: Iterable[Target]) -> Listing:
+    """A reconcile's findings: each principal, what differs, and what the job did about it."""
+    listing = Listing(
+        ("principal", "region", "drift", "status", "note"), wrap=("drift", "note"), title="Drift"
+    )
+    for target in targets:
+        listing.add_row(
+            escape(target["principal"]),
+            target["region"],
+            drift_text(target),
+            status_text(target["status"]),
+            escape(target["note"] or ""),
+        )
+    return listing
+
+
+OUTCOME_MARK = {
+    "change": "[green]+[/green]",
+    "no_change": "[dim]=[/dim]",
+    "refused": "[red]![/red]",
+}
+REVOKE_OUTCOME_MARK = {**OUTCOME_MARK, "change": "[red]-[/red]"}
+
+
+def _added_removed(added: Iterable[str], removed: Iterable[str]) -> list[str]:
+    return [f"      [green]+ {escape(a)}[/green]" for a in added] + [
+        f"      [red]- {escape(r)}[/red]" for r in removed
+    ]
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """A plan as a readable diff: each target's outcome, then every AWS change with its
+    principals (+ given, - taken back), then the key access a revoke keeps, and why."""
+    regions = f" (also in {', '.join(plan['regions'])})" if plan["regions"] else ""
+    outcomes = [t["outcome"] for t in plan["targets"]]
+    lines = [
+        f"[bold]Plan[/bold]: {escape(plan['action'])} {escape(plan['image_id'])} in "
+        f"{escape(plan['region'])}{escape(regions)}",
+        f"Targets: {outcomes.count('change')} to change · {outcomes.count('no_change')} "
+        f"unchanged · {outcomes.count('refused')} refused",
+    ]
+    marks = REVOKE_OUTCOME_MARK if plan["action"] == "revoke" else OUTCOME_MARK
+    for target in plan["targets"]:
+        reason = f"  [dim]{escape(target['reason'])}[/dim]" if target["reason"] else ""
+        lines.append(
+            f"  {marks[target['outcome']]} {escape(target['principal'])} "
+            f"({escape(target['region'])}){reason}"
+        )
+    lines.append(
+        "AWS changes:" if plan["changes"] else "AWS changes: none (only read calls were made)"
+    )
+    for change in plan["changes"]:
+        where = f"[dim]({escape(change['region'])})[/dim]"
+        if change["api"] == "PutKeyPolicy":
+            lines.append(
+                f"  [yellow]~[/yellow] kms:PutKeyPolicy {escape(change['resource'])} {where}"
+            )
+            lines += _added_removed(change["principals_added"], change["principals_removed"])
+            lines.append(
+                f"      policy {change['policy_bytes_before']:,} → "
+                f"{change['policy_bytes_after']:,} bytes (KMS takes at most 32,768)"
+            )
+        elif change["api"] == "CreateGrant":
+            lines.append(f"  [green]+[/green] kms:CreateGrant {escape(change['resource'])} {where}")
+            lines += _added_removed(change["principals"], [])
+        elif change["api"] == "RetireGrant":
+            lines.append(f"  [red]-[/red] kms:RetireGrant {escape(change['resource'])} {where}")
+            lines += _added_removed([], change["principals"])
+        elif change["api"] == "CopyImage":
+            lines.append(
+                f"  [green]+[/green] ec2:CopyImage {escape(change['resource'])} into account "
+                f"{escape(change['account'])} {where}"
+            )
+        else:
+            lines.append(
+                f"  [yellow]~[/yellow] ec2:{change['api']} {escape(change['resource'])} {where}"
+            )
+            lines += _added_removed(change["add"], change["remove"])
+    if plan["kept_key_access"]:
+        lines.append("Key access kept (another share still needs it):")
+        for kept in plan["kept_key_access"]:
+            lines.append(
+                f"  = {escape(kept['principal'])} keeps {escape(key_id(kept['kms_key_id']))}: "
+                f"needed by {escape(', '.join(kept['needed_by']))}"
+            )
+    if plan["error"]:
+        error = plan["error"]
+        lines.append(
+            f"[red]The job would fail: {escape(error['code'])}[/red]: {escape(error['message'])}"
+        )
+    return lines
 
 
 def when(timestamp: str) -> str:

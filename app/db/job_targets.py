@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -49,6 +49,48 @@ class JobTargets:
 
     async def record_copy(self, principal: str, image_id: str) -> None:
         await self._update([principal], copied_image_id=image_id)
+
+    async def add(self, principals: Sequence[tuple[str, str]], image_id: str) -> None:
+        """New pending targets (principal, type) in this Region, after the job's others; none
+        when the job is no longer this worker's, or a principal is a target already."""
+        assert self.region is not None
+        ours = await self.session.execute(
+            select(col(Job.id)).where(col(Job.id) == self.job_id, held_by(self.worker_id))
+        )
+        if ours.first() is None or not principals:
+            return
+        known = select(col(JobTarget.principal), func.max(col(JobTarget.position))).where(
+            col(JobTarget.job_id) == self.job_id
+        )
+        rows = (await self.session.execute(known.group_by(col(JobTarget.principal)))).all()
+        present = {principal for principal, _ in rows}
+        position = max((p for _, p in rows), default=-1) + 1
+        now = utcnow()
+        new = [
+            {
+                "job_id": self.job_id,
+                "position": position + index,
+                "principal": value,
+                "principal_type": kind,
+                "region": self.region,
+                "image_id": image_id,
+                "status": TargetStatus.PENDING.value,
+                "step": Step.PENDING.value,
+                "attempts": 0,
+                "updated_at": now,
+            }
+            for index, (value, kind) in enumerate(p for p in principals if p[0] not in present)
+        ]
+        if new:
+            await self.session.execute(insert(JobTarget), new)
+            await self.session.execute(  # the job changed: pollers see a new version
+                update(Job)
+                .where(col(Job.id) == self.job_id)
+                .values(version=col(Job.version) + 1, updated_at=now)
+            )
+
+    async def record_drift(self, principal: str, drift: dict[str, Any] | None) -> None:
+        await self._update([principal], drift=drift)
 
     async def record_image(self, image_id: str) -> None:
         """The image the targets (of this Region) are shared: the job's, or its copy."""

@@ -79,6 +79,15 @@ class ShareLedger:
         )
         return (await self.session.execute(query)).scalars().all()
 
+    async def principals(self, image_id: str, region: str) -> list[tuple[str, str]]:
+        """(principal, type) of every row of the image in the region, oldest first."""
+        query = (
+            select(col(Share.principal), col(Share.principal_type))
+            .where(col(Share.image_id) == image_id, col(Share.region) == region)
+            .order_by(col(Share.shared_at), col(Share.principal))
+        )
+        return [(p, t) for p, t in (await self.session.execute(query)).all()]
+
     async def organizations(self, image_id: str, region: str) -> list[str]:
         """Organizations and OUs the image is shared with (launch permission)."""
         query = select(col(Share.principal)).where(

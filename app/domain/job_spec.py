@@ -31,6 +31,9 @@ class JobSpec:
     region_kms_key_ids: Mapping[str, str] = field(default_factory=dict)
     # On the spec of one of `regions` (see in_region): the Region the image itself is in.
     source_region: str | None = None
+    # A reconcile: grant again what AWS lost (repair), take back what the ledger lacks (prune).
+    repair: bool = False
+    prune: bool = False
 
     @property
     def partition(self) -> str:

@@ -8,6 +8,7 @@ from enum import StrEnum
 class Action(StrEnum):
     SHARE = "share"
     REVOKE = "revoke"
+    RECONCILE = "reconcile"  # the ledger against AWS: drift found, and repaired or pruned
 
 
 class KmsAccess(StrEnum):

@@ -433,10 +433,22 @@ def try_it_commands(info: SandboxInfo) -> list[tuple[str, str]]:
             f"export AMISHARE_URL={info.url} AMISHARE_TOKEN={info.token}",
         ),
         (
+            "see first what a share would change (read calls only, no job)",
+            f"amishare share {image} --region {region} --to {first},{second} --plan",
+        ),
+        (
             "share with two accounts, and follow the job",
             f"amishare share {image} --region {region} --to {first},{second} --wait",
         ),
         ("what is shared now", f"amishare shares --image {image}"),
+        (
+            "the IAM policy a destination attaches to its roles (JOB_ID: as the share printed)",
+            "amishare policy JOB_ID",
+        ),
+        (
+            "is the ledger still what AWS shares? (--repair, --prune to act on it)",
+            f"amishare reconcile {image} --region {region} --wait",
+        ),
         (
             "take it back from one account",
             f"amishare revoke {image} --region {region} --from {first} --wait",

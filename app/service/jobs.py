@@ -81,6 +81,16 @@ class JobWithProgress:
         return destination_policy(self.key_arns, copies=self.job.copy_options is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """A job checked and built, not yet stored: its targets, and (for a plan) the principals
+    the guardrail refuses, with why."""
+
+    job: Job
+    targets: list[JobTarget]
+    refused: dict[str, str]
+
+
 class JobService:
     def __init__(
         self,
@@ -102,9 +112,38 @@ class JobService:
             earlier = await self._replay(request, requester.name, idempotency_key)
             if earlier is not None:
                 return earlier, False
+        prepared = await self._prepare(request, requester, idempotency_key, planning=False)
+        job, rows = prepared.job, prepared.targets
+        try:
+            async with self.session.begin_nested():
+                await self.jobs.add(job, rows)
+        except IntegrityError:
+            # Another request with the same Idempotency-Key won the race.
+            assert idempotency_key is not None
+            earlier = await self._replay(request, requester.name, idempotency_key)
+            if earlier is None:
+                raise
+            return earlier, False
+        return JobWithProgress(job, _fresh_progress(len(rows))), True
+
+    async def prepare_plan(self, request: NewJob, requester: Requester) -> PreparedJob:
+        """The job the request would be, checked as a job is and not stored (POST /v1/plans):
+        a destination the guardrail refuses is a refused target of the plan, not a 422."""
+        return await self._prepare(request, requester, None, planning=True)
+
+    async def _prepare(
+        self,
+        request: NewJob,
+        requester: Requester,
+        idempotency_key: str | None,
+        *,
+        planning: bool,
+    ) -> PreparedJob:
         source_account_id, own_account = await self._source_account(request)
         errors = self._source_errors(request, source_account_id, own_account, requester)
-        targets = self._targets(request, source_account_id, requester, errors)
+        refused: dict[str, str] | None = {} if planning else None
+        errors += _reconcile_errors(request, planning)
+        targets = self._targets(request, source_account_id, requester, errors, refused)
         self._check_copy(request)
         regions = self._regions(request)
         job = Job(
@@ -123,6 +162,8 @@ class JobService:
             regions=regions,
             region_kms_key_ids=dict(request.region_kms_key_ids),
             labels=dict(request.labels),
+            repair=request.repair,
+            prune=request.prune,
             created_by=requester.name,
             idempotency_key=idempotency_key,
             request_hash=request.fingerprint if idempotency_key else None,
@@ -142,17 +183,7 @@ class JobService:
             )
             for position, (principal, region) in enumerate(pairs)
         ]
-        try:
-            async with self.session.begin_nested():
-                await self.jobs.add(job, rows)
-        except IntegrityError:
-            # Another request with the same Idempotency-Key won the race.
-            assert idempotency_key is not None
-            earlier = await self._replay(request, requester.name, idempotency_key)
-            if earlier is None:
-                raise
-            return earlier, False
-        return JobWithProgress(job, _fresh_progress(len(rows))), True
+        return PreparedJob(job, rows, refused or {})
 
     async def get(self, job_id: str) -> JobWithProgress:
         job = await self._job(job_id)
@@ -214,7 +245,8 @@ class JobService:
         refused: dict[str, list[int]] = {}
         requeued: list[int] = []
         for target in failed:
-            reason = self._destination_refusal(_principal(target), requester, Action(job.action))
+            action = Action.SHARE if job.repair else Action(job.action)  # a repair gives
+            reason = self._destination_refusal(_principal(target), requester, action)
             if reason is None:
                 requeued.append(target.position)
             else:
@@ -281,6 +313,12 @@ class JobService:
     def _verify(self, request: NewJob) -> bool:
         """A share checks from each destination that it sees the image; a revoke, that it
         no longer does. Both need the destination role."""
+        if request.action is Action.RECONCILE:
+            if request.verify:
+                raise InvalidRequestError.of(
+                    "verify", "a reconcile compares the ledger with AWS; it does not verify"
+                )
+            return False
         if request.verify and not self.settings.destination_role_configured:
             raise InvalidRequestError.of(
                 "verify",
@@ -396,9 +434,11 @@ class JobService:
         source_account_id: str,
         requester: Requester,
         errors: list[FieldError],
+        refused: dict[str, str] | None = None,
     ) -> list[Principal]:
         """The job's principals in request order, duplicates folded, every rule checked; a
-        422 with `errors` and every broken rule."""
+        422 with `errors` and every broken rule. With `refused` (a plan), a destination the
+        guardrail refuses is put there instead of being an error."""
         principals: list[Principal] = []
         seen: set[str] = set()
         groups = [
@@ -414,9 +454,15 @@ class JobService:
             for index, value in enumerate(values):
                 where = f"{field}[{index}]"
                 principal = Principal(value, kind)
-                refusal = self._destination_refusal(principal, requester, request.action)
+                # A reconcile gives access only when it repairs: then it is guarded as a share.
+                giving = request.action is Action.SHARE or request.repair
+                refusal = self._destination_refusal(
+                    principal, requester, Action.SHARE if giving else Action.REVOKE
+                )
                 if kind is PrincipalType.ACCOUNT and value == source_account_id:
                     errors.append(FieldError(where, "the source account cannot be a destination"))
+                elif refusal is not None and refused is not None:
+                    refused[value] = f"the guardrail refuses it: {refusal}"
                 elif refusal is not None:
                     errors.append(FieldError(where, refusal))
                 elif kind is not PrincipalType.ACCOUNT and request.kms_access is KmsAccess.GRANT:
@@ -430,7 +476,7 @@ class JobService:
                 if value not in seen:
                     seen.add(value)
                     principals.append(principal)
-        if not principals:
+        if not principals and request.action is not Action.RECONCILE:
             errors.append(FieldError("account_ids", "give at least one destination"))
         if len(principals) > MAX_TARGETS:
             errors.append(
@@ -439,6 +485,28 @@ class JobService:
         if errors:
             raise InvalidRequestError("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
         return principals
+
+
+def _reconcile_errors(request: NewJob, planning: bool) -> list[FieldError]:
+    """repair and prune are a reconcile's; a reconcile is in one Region, and not planned."""
+    errors: list[FieldError] = []
+    if request.action is not Action.RECONCILE:
+        errors += [
+            FieldError(name, "only a reconcile job repairs or prunes; leave it unset")
+            for name, value in (("repair", request.repair), ("prune", request.prune))
+            if value
+        ]
+        return errors
+    if planning:
+        errors.append(
+            FieldError(
+                "action",
+                "a reconcile is not planned: run it without repair or prune to see the drift",
+            )
+        )
+    if request.regions:
+        errors.append(FieldError("regions", "a reconcile is of one Region: run one per Region"))
+    return errors
 
 
 def _principal(target: FailedTarget) -> Principal:

@@ -25,5 +25,7 @@ class NewJob:
     regions: list[str] = field(default_factory=list)
     region_kms_key_ids: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    repair: bool = False  # reconcile: grant again what AWS lost
+    prune: bool = False  # reconcile: take back shares the ledger does not know
     # The request as sent, canonical JSON: the same Idempotency-Key must come with the same body.
     fingerprint: str = ""

@@ -10,9 +10,11 @@ from app.aws.gateway import AwsGateway
 from app.config import Settings
 from app.domain.codes import JobErrorCode, JobFailedError, TargetErrorCode
 from app.domain.job_spec import JobSpec
+from app.domain.plans import PlanLog
 from app.domain.principals import Principal
 from app.domain.types import Action, Step
 from app.worker.ports import JobRecorder, KeyLocks
+from app.worker.reconcile import ReconcileProcedure
 from app.worker.revoke import RevokeProcedure
 from app.worker.share import JobCancelledError, ShareProcedure
 from app.worker.verification import Unshared, Verifier
@@ -21,10 +23,18 @@ log = logging.getLogger(__name__)
 
 
 class Executor:
-    def __init__(self, gateway: AwsGateway, locks: KeyLocks, settings: Settings) -> None:
+    def __init__(
+        self,
+        gateway: AwsGateway,
+        locks: KeyLocks,
+        settings: Settings,
+        plan: PlanLog | None = None,
+    ) -> None:
         self.gateway = gateway
         self.locks = locks
         self.settings = settings
+        # Planning: the same procedures, every change recorded here instead of made.
+        self.plan = plan
 
     async def execute(
         self,
@@ -59,10 +69,12 @@ class Executor:
         recorder = job_recorder.in_region(spec)
         giving = spec.action is Action.SHARE
         guardrails = self.settings.job_guardrails
+        # A reconcile checks its repairs itself: finding drift is fine for any destination.
         refused = [
             p
             for p in targets
-            if not guardrails.allows_destination(p, spec.created_by, giving=giving)
+            if spec.action is not Action.RECONCILE
+            and not guardrails.allows_destination(p, spec.created_by, giving=giving)
         ]
         if refused:
             await recorder.fail(
@@ -77,9 +89,11 @@ class Executor:
                 return None
         try:
             if spec.action is Action.SHARE:
-                await self._share(recorder).run(spec, targets)
+                await self._share(recorder, self._plan_of(spec)).run(spec, targets)
+            elif spec.action is Action.REVOKE:
+                await self._revoke(recorder, self._plan_of(spec)).run(spec, targets)
             else:
-                await self._revoke(recorder).run(spec, targets)
+                await self._reconcile(recorder).run(spec, targets)
         except JobCancelledError:
             log.info("job cancelled", extra={"job_id": spec.job_id, "region": spec.region})
         except JobFailedError as failure:
@@ -90,12 +104,24 @@ class Executor:
             return failure
         return None
 
-    def _revoke(self, recorder: JobRecorder) -> RevokeProcedure:
-        return RevokeProcedure(
-            self.gateway, self.locks, recorder, self.settings, Unshared(self.gateway, self.settings)
+    def _plan_of(self, spec: JobSpec) -> PlanLog | None:
+        return self.plan.for_region(spec.region) if self.plan is not None else None
+
+    def _reconcile(self, recorder: JobRecorder) -> ReconcileProcedure:
+        return ReconcileProcedure(
+            self.gateway,
+            self.locks,
+            recorder,
+            self.settings,
+            self._share(recorder, None),
+            self._revoke(recorder, None),
         )
 
-    def _share(self, recorder: JobRecorder) -> ShareProcedure:
+    def _revoke(self, recorder: JobRecorder, plan: PlanLog | None) -> RevokeProcedure:
+        unshared = Unshared(self.gateway, self.settings)
+        return RevokeProcedure(self.gateway, self.locks, recorder, self.settings, unshared, plan)
+
+    def _share(self, recorder: JobRecorder, plan: PlanLog | None) -> ShareProcedure:
         verifier = Verifier(self.gateway, recorder, self.settings)
         return ShareProcedure(
             self.gateway,
@@ -103,6 +129,7 @@ class Executor:
             recorder,
             verifier,
             self.settings,
+            plan,
         )
 
 

@@ -41,6 +41,15 @@ class JobRecorder(Protocol):
 
     async def cancel_requested(self) -> bool: ...
 
+    async def add_targets(self, principals: Sequence[Principal]) -> None:
+        """New targets of the job, in this Region (a reconcile's, found on AWS and the
+        ledger), pending."""
+        ...
+
+    async def record_drift(self, principal: Principal, drift: Mapping[str, Any] | None) -> None:
+        """A reconcile's finding for the target (None: AWS and the ledger agree)."""
+        ...
+
     # The audit trail.
     async def changed(self, *changes: Change) -> None:
         """AWS modifications succeeded: the audit trail gets them (one write for all)."""
@@ -59,6 +68,10 @@ class JobRecorder(Protocol):
 
     # The ledger of this job's image and region, written as each change lands.
     async def shares(self, principals: Sequence[Principal]) -> dict[Principal, ShareRecord]: ...
+
+    async def shared_principals(self) -> list[Principal]:
+        """Every principal the ledger has a row for, of this image (in this Region)."""
+        ...
 
     async def organization_shares(self) -> list[str]:
         """The organizations and OUs this image is shared with (their ARNs)."""

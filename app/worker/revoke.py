@@ -19,6 +19,7 @@ from app.config import Settings
 from app.domain.access import ShareRecord
 from app.domain.job_spec import JobSpec
 from app.domain.key_policy import grantee_of
+from app.domain.plans import KeptKeyAccess, PlanLog
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.accounts import source_account
@@ -60,12 +61,14 @@ class RevokeProcedure:
         recorder: JobRecorder,
         settings: Settings,
         unshared: Unshared | None = None,
+        plan: PlanLog | None = None,
     ) -> None:
         self.gateway = gateway
         self.locks = locks
         self.recorder = recorder
         self.settings = settings
         self.unshared = unshared
+        self.plan = plan  # planning: changes recorded here, none made
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         """Revoke the image, and the copies of it the service made in the Region (a
@@ -80,6 +83,7 @@ class RevokeProcedure:
                 self.settings.retry_policy,
                 self.settings.target_concurrency,
                 spec.partition,
+                self.plan,
             )
             copies = await self.recorder.source_copies_of(spec.image_id, spec.region)
             images = [] if spec.source_region else [spec]
@@ -117,7 +121,7 @@ class RevokeProcedure:
         self, spec: JobSpec, revoked: dict[str, list[Principal]]
     ) -> set[Principal]:
         """With a destination role: from each destination, the image is gone."""
-        if not spec.verify or self.unshared is None:
+        if not spec.verify or self.unshared is None or self.plan is not None:
             return set()
         failed: set[Principal] = set()
         for image_id, principals in revoked.items():
@@ -156,6 +160,13 @@ class RevokeProcedure:
         )
         await self.recorder.reach(live, Step.LAUNCH_PERMISSION)
         outcome = await take_back(steps, parts, live, what)
+        if self.plan is not None:
+            self.plan.kept_key_access += [
+                KeptKeyAccess(principal.value, key_arn, tuple(by))
+                for principal, keys in outcome.keys.kept.items()
+                for key_arn, by in keys.items()
+            ]
+            return set(live), set()
         await self._record(spec, parts, what, outcome, rows, survey, live)
         return set(live), {p for p in live if outcome.refused(p)}
 

@@ -58,6 +58,8 @@ def spec_of(job: Job) -> JobSpec:
         reencrypt_key=(job.reencrypt or {}).get("kms_key_id"),
         regions=tuple(job.regions),
         region_kms_key_ids=dict(job.region_kms_key_ids),
+        repair=job.repair,
+        prune=job.prune,
     )
 
 
@@ -267,11 +269,14 @@ class Worker:
             )
         async with self.sessions() as session:
             rows = await JobTargets(session, job.id, self.worker_id).unfinished()
+            counted = sum((await JobTargets(session, job.id, self.worker_id).counts()).values())
         targets: dict[str, list[Principal]] = {}
         for row in rows:
             targets.setdefault(row.region, []).append(
                 principal_of(row.principal, row.principal_type)
             )
+        if not counted and spec.action is Action.RECONCILE:
+            targets = {spec.region: []}  # no targets named: the reconcile finds them
         if not targets:
             return None
         recorder = SqlJobRecorder(self.sessions, spec, self.worker_id)

@@ -20,6 +20,7 @@ from app.config import Settings
 from app.domain.access import ShareRecord, ShareUpdate
 from app.domain.codes import JobErrorCode, JobFailedError
 from app.domain.job_spec import JobSpec
+from app.domain.plans import PlanLog, PlannedChange
 from app.domain.principals import Principal
 from app.domain.types import KmsAccess, Step
 from app.worker.accounts import source_account
@@ -79,12 +80,15 @@ class ShareProcedure:
         recorder: JobRecorder,
         verifier: Verifier | None,
         settings: Settings,
+        plan: PlanLog | None = None,
     ) -> None:
         self.gateway = gateway
         self.locks = locks
         self.recorder = recorder
         self.verifier = verifier
         self.settings = settings
+        # Planning: the procedure runs with every change recorded here instead of made.
+        self.plan = plan
 
     def _steps(self, source: SourceAccount, spec: JobSpec) -> SourceSteps:
         return SourceSteps(
@@ -94,9 +98,17 @@ class ShareProcedure:
             self.settings.retry_policy,
             self.settings.target_concurrency,
             spec.partition,
+            self.plan,
         )
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
+        try:
+            await self._run(spec, targets)
+        except _PlanStopsError as stop:
+            assert self.plan is not None
+            self.plan.stopped[spec.region] = str(stop)
+
+    async def _run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         await self.recorder.start(targets)
         async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
             steps = self._steps(source, spec)
@@ -120,6 +132,8 @@ class ShareProcedure:
                 await self._verify(steps, spec, found, flight)
                 await self._copy(steps, spec, found, flight)
             except JobFailedError:
+                if self.plan is not None:
+                    raise  # a plan changed nothing: nothing to take back
                 # Nothing more will be done for any target: take back what each was given.
                 await self._take_back_refused(steps, spec, found, flight)
                 await self._take_back_live(steps, spec, found, flight, note=UNDONE_NOTE)
@@ -190,6 +204,8 @@ class ShareProcedure:
         targets: Sequence[Principal],
     ) -> str:
         source_region = spec.source_region or spec.region
+        if self.plan is not None:
+            return await self._planned_copy(steps, spec, original, key_id)
         try:
             return await copy_in_source(
                 steps.source,
@@ -212,6 +228,30 @@ class ShareProcedure:
             ) from failed
         except AwsCallError as error:
             raise source_failure(error) from error
+
+    async def _planned_copy(
+        self, steps: SourceSteps, spec: JobSpec, original: ImageInfo, key_id: str
+    ) -> str:
+        """A plan uses the copy made before when it is there; otherwise the copy is a change,
+        and what is shared in it cannot be planned until it exists."""
+        assert self.plan is not None
+        source_region = spec.source_region or spec.region
+        made = await self.recorder.source_copy(
+            original.image_id, source_region, spec.region, key_id
+        )
+        if made is not None and made.image_id is not None:
+            image = await steps.read(lambda: steps.source.own_image(made.image_id or ""))
+            if image is not None and image.state == "available":
+                return image.image_id
+        self.plan.add(
+            PlannedChange(
+                "CopyImage", original.image_id, account=steps.source.account_id, region=spec.region
+            )
+        )
+        raise _PlanStopsError(
+            f"the source copies {original.image_id} into {spec.region} under {key_id} first; "
+            "its key policy, snapshots and launch permission are then granted as for the image"
+        )
 
     async def _shared_image(
         self,
@@ -241,6 +281,9 @@ class ShareProcedure:
         alone, and the share stays (recorded): only the copy is missing."""
         if spec.copy is None or not flight.live:
             return
+        if self.plan is not None:
+            await self._plan_copies(spec, found, flight)
+            return
         await self._checkpoint(steps, spec, found, flight)
         await self.recorder.reach(flight.live, Step.COPY)
         outcome = await DestinationCopies(self.gateway, self.recorder, self.settings).copy(
@@ -265,6 +308,22 @@ class ShareProcedure:
             flight.live = finished
         else:
             flight.live = [p for p in flight.live if p not in refused]
+
+    async def _plan_copies(self, spec: JobSpec, found: Inspection, flight: TargetsInFlight) -> None:
+        """Each destination copies the image, but where the ledger has its copy under the same
+        key already (a later share reuses it)."""
+        assert self.plan is not None and spec.copy is not None
+        accounts = [p for p in flight.live if p.is_account]
+        rows = await self.recorder.shares(accounts)
+        for principal in accounts:
+            row = rows.get(principal)
+            if row and row.copied_image_id and row.copy_kms_key_id == spec.copy.kms_key_id:
+                continue
+            self.plan.add(
+                PlannedChange(
+                    "CopyImage", found.image.image_id, account=principal.value, region=spec.region
+                )
+            )
 
     async def _grant_source_side(
         self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight
@@ -295,7 +354,7 @@ class ShareProcedure:
     async def _verify(
         self, steps: SourceSteps, spec: JobSpec, found: Inspection, flight: TargetsInFlight
     ) -> None:
-        if not spec.verify or self.verifier is None:
+        if not spec.verify or self.verifier is None or self.plan is not None:
             return
         await self.recorder.reach(flight.live, Step.VERIFY)
         passed, failed, unchecked = await self.verifier.verify(spec, found.key_arns, flight.live)
@@ -436,3 +495,7 @@ def _undo_note(
         f" Taking back what it was given failed at {step} ({error.code}); what remains is "
         "recorded in the ledger, for a revoke to take back."
     )
+
+
+class _PlanStopsError(Exception):
+    """Planning a Region stops at a copy that does not exist yet."""

@@ -23,7 +23,7 @@ from app.db.queue import JobQueue
 from app.domain.access import KeyAccess, ShareRecord, ShareUpdate
 from app.domain.copies import SourceCopy
 from app.domain.job_spec import JobSpec
-from app.domain.principals import Principal
+from app.domain.principals import Principal, principal_of
 from app.domain.types import Step
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,23 @@ class SqlJobRecorder:
                 self.spec.image_id, self.spec.region, list(by_value)
             )
         return {by_value[row.principal]: share_record(row) for row in rows}
+
+    async def shared_principals(self) -> list[Principal]:
+        async with self.sessions() as session:
+            rows = await ShareLedger(session).principals(self.spec.image_id, self.spec.region)
+        return [principal_of(value, kind) for value, kind in rows]
+
+    async def add_targets(self, principals: Sequence[Principal]) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).add(
+                [(p.value, p.type.value) for p in principals], self.spec.image_id
+            )
+
+    async def record_drift(self, principal: Principal, drift: Mapping[str, Any] | None) -> None:
+        async with self.sessions.begin() as session:
+            await self._targets(session).record_drift(
+                principal.value, dict(drift) if drift is not None else None
+            )
 
     async def organization_shares(self) -> list[str]:
         async with self.sessions() as session:

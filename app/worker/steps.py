@@ -25,6 +25,7 @@ from app.domain.key_policy import (
     render_policy,
     with_grantees,
 )
+from app.domain.plans import PlanLog, PlannedChange
 from app.domain.principals import Principal
 from app.domain.retry import RetryPolicy
 from app.domain.types import Step
@@ -68,6 +69,7 @@ class SourceSteps:
         retry: RetryPolicy,
         concurrency: int,
         partition: str = "aws",
+        plan: PlanLog | None = None,
     ) -> None:
         self.source = source
         self.recorder = recorder
@@ -75,6 +77,8 @@ class SourceSteps:
         self.retry = retry
         self.concurrency = concurrency
         self.partition = partition  # of the job's Region: the `arn:<partition>:` of principals
+        # Planning (POST /v1/plans): every change is recorded in the plan, none is made.
+        self.plan = plan
 
     def key_lock(self, key_arn: str) -> AbstractAsyncContextManager[None]:
         """Every edit of one key's policy and of its recorded access runs under this lock."""
@@ -118,29 +122,52 @@ class SourceSteps:
         async def put(batch: Sequence[Principal]) -> None:
             nonlocal policy
             present = _grantees(key_arn, policy)
-            wanted = {grantee_of(p) for p in batch}
-            if (wanted <= present) if adding else not (wanted & present):
+            # The principals this edit adds (or removes): the others are already as wanted.
+            moved = [p for p in batch if (grantee_of(p) in present) != adding]
+            if not moved:
                 return  # already as wanted (a resumed job): nothing to change
+            wanted = {grantee_of(p) for p in moved}
             grantees = (present | wanted) if adding else (present - wanted)
             edited = with_grantees(policy, grantees, self.partition)
             _check_size(key_arn, edited)
             text = render_policy(edited)
-            changed = sorted(g.value for g in (wanted - present if adding else wanted & present))
-            detail = {"added" if adding else "removed": changed}
-            await self.change(
-                "kms:PutKeyPolicy",
-                key_arn,
-                batch,
-                lambda: self.source.put_key_policy(key_arn, text, [p.value for p in batch]),
-                detail,
-            )
+            values = [p.value for p in moved]
+            if self.plan is not None:
+                self.plan.add(
+                    PlannedChange(
+                        "PutKeyPolicy",
+                        key_arn,
+                        added=values if adding else [],
+                        removed=[] if adding else values,
+                        policy_bytes_before=policy_size(policy),
+                        policy_bytes_after=policy_size(edited),
+                    )
+                )
+            else:
+                detail = {"added" if adding else "removed": sorted(g.value for g in wanted)}
+                await self.change(
+                    "kms:PutKeyPolicy",
+                    key_arn,
+                    moved,
+                    lambda: self.source.put_key_policy(key_arn, text, values),
+                    detail,
+                )
             policy = edited
 
         return await self.isolate(principals, put)
 
     # Grants: one per destination account and key, concurrently under the bound.
     async def create_grants(self, key_arn: str, accounts: Sequence[Principal]) -> Rejected:
-        """One named grant per account; every grant ID is recorded as soon as it exists."""
+        """One named grant per account; every grant ID is recorded as soon as it exists. An
+        account the ledger records a grant of ours for (a resumed job, an earlier share) gets
+        none while that grant is still on the key (one ListGrants, only then)."""
+        accounts = await self._without_live_grant(key_arn, accounts)
+        if self.plan is not None:
+            if accounts:
+                self.plan.add(
+                    PlannedChange("CreateGrant", key_arn, added=[p.value for p in accounts])
+                )
+            return {}
         grants: dict[Principal, str] = {}
         rejected: Rejected = {}
         changes: list[Change] = []
@@ -167,10 +194,26 @@ class SourceSteps:
             await self.recorder.record_key_access(key_arn, list(grants), grant_ids=grants)
         return rejected
 
+    async def _without_live_grant(
+        self, key_arn: str, accounts: Sequence[Principal]
+    ) -> list[Principal]:
+        recorded = await self.recorder.key_access(key_arn, accounts)
+        known = {p: set(a.grant_ids) for p, a in recorded.items() if a.grant_ids}
+        if not known:
+            return list(accounts)
+        live = {g.grant_id for g in await self.list_grants(key_arn)}
+        return [p for p in accounts if not (known.get(p, set()) & live)]
+
     async def list_grants(self, key_arn: str) -> list[GrantInfo]:
         return await self.read(lambda: self.source.list_grants(key_arn))
 
     async def revoke_grants(self, grants: Sequence[GrantToRevoke]) -> Rejected:
+        if self.plan is not None:
+            for grant in grants:
+                self.plan.add(
+                    PlannedChange("RevokeGrant", grant.key_arn, removed=[grant.principal.value])
+                )
+            return {}
         rejected: Rejected = {}
         changes: list[Change] = []
 
@@ -189,8 +232,8 @@ class SourceSteps:
                 )
                 rejected[grant.principal] = error
                 return
-            if change is not None:
-                changes.append(change)
+            if change is not None:  # the audit trail names whose grant it was
+                changes.append(replace(change, principals=(grant.principal.value,)))
 
         try:
             await self._bounded([partial(revoke, g) for g in grants])
@@ -212,7 +255,8 @@ class SourceSteps:
     async def _snapshot_permission(
         self, snapshot_ids: Sequence[str], accounts: Sequence[Principal], *, adding: bool
     ) -> Rejected:
-        """Every snapshot and every chunk of 500 accounts at once: they are independent."""
+        """Every snapshot and every chunk of 500 accounts at once: they are independent. Only
+        what differs from the snapshot's permissions now is sent."""
         modify = (
             self.source.add_snapshot_permission
             if adding
@@ -222,13 +266,24 @@ class SourceSteps:
         async def apply(snapshot_id: str, batch: Sequence[Principal]) -> None:
             ids = [p.value for p in batch]
             await self.change(
-                "ec2:ModifySnapshotAttribute", snapshot_id, batch, lambda: modify(snapshot_id, ids)
+                "ec2:ModifySnapshotAttribute",
+                snapshot_id,
+                batch,
+                lambda: modify(snapshot_id, ids),
+                removing=not adding,
             )
 
+        async def differ(snapshot_id: str) -> list[Principal]:
+            holders = await self.read(partial(self.source.snapshot_permissions, snapshot_id))
+            return [p for p in accounts if (p.value in holders) != adding]
+
+        if not accounts:
+            return {}
+        pending = await asyncio.gather(*(differ(s) for s in snapshot_ids))
         return await _all_settled(
             self.isolate(chunk, partial(apply, snapshot_id))
-            for snapshot_id in snapshot_ids
-            for chunk in chunked(accounts, SNAPSHOT_BATCH)
+            for snapshot_id, todo in zip(snapshot_ids, pending, strict=True)
+            for chunk in chunked(todo, SNAPSHOT_BATCH)
         )
 
     # Launch permission: one call per 500 principals.
@@ -251,12 +306,23 @@ class SourceSteps:
 
         async def apply(batch: Sequence[Principal]) -> None:
             await self.change(
-                "ec2:ModifyImageAttribute", image_id, batch, lambda: modify(image_id, batch)
+                "ec2:ModifyImageAttribute",
+                image_id,
+                batch,
+                lambda: modify(image_id, batch),
+                removing=not adding,
             )
 
+        if not principals:
+            return {}
+        # Only what differs from the launch permissions now is sent.
+        present = {
+            p.value for p in await self.read(lambda: self.source.launch_permissions(image_id))
+        }
+        todo = [p for p in principals if (p.value in present) != adding]
         # Chunks side by side: each adds (or removes) its own principals.
         return await _all_settled(
-            self.isolate(chunk, apply) for chunk in chunked(principals, LAUNCH_PERMISSION_BATCH)
+            self.isolate(chunk, apply) for chunk in chunked(todo, LAUNCH_PERMISSION_BATCH)
         )
 
     # The mechanics every step shares.
@@ -274,8 +340,16 @@ class SourceSteps:
         batch: Sequence[Principal],
         call: Callable[[], Awaitable[Change]],
         detail: dict[str, Any] | None = None,
+        *,
+        removing: bool = False,
     ) -> None:
-        """A source-side modification: retried, and audited whether it lands or not."""
+        """A source-side modification: retried, and audited whether it lands or not (when
+        planning, recorded in the plan and not made)."""
+        if self.plan is not None:
+            values = [p.value for p in batch]
+            added, removed = ([], values) if removing else (values, [])
+            self.plan.add(PlannedChange(api.split(":", 1)[1], resource, added, removed))
+            return
         try:
             change = await with_retries(self.retry, call)
         except AwsCallError as error:

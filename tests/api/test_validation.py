@@ -273,6 +273,19 @@ BAD_BODIES = [
         id="more-than-20-regions",
     ),
     pytest.param({"copy": {"colour": "red"}}, "copy.colour", id="copy-unknown-field"),
+    pytest.param({"repair": True}, "repair", id="repair-on-a-share"),
+    pytest.param({"action": "revoke", "prune": True}, "prune", id="prune-on-a-revoke"),
+    pytest.param(
+        {
+            "action": "reconcile",
+            "regions": ["eu-west-1"],
+            "region_kms_key_ids": {"eu-west-1": "alias/k"},
+        },
+        "regions",
+        id="regions-on-a-reconcile",
+    ),
+    pytest.param({"action": "reconcile", "copy": {}}, "copy", id="copy-on-a-reconcile"),
+    pytest.param({"action": "reconcile", "verify": True}, "verify", id="verify-on-a-reconcile"),
     pytest.param(
         {"kms_access": "grant", "organization_arns": [ORGANIZATION]},
         "organization_arns[0]",

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.client import commands
 from app.client.api import AmiShareClient
+from app.sandbox import seed
 from app.sandbox.run import (
     DEMO_ACCOUNTS,
     OTHER_REGION,
@@ -340,3 +341,90 @@ def test_also_in_without_a_key_is_a_usage_error(sandbox: SandboxInfo) -> None:
 
     assert result.exit_code == 2
     assert "REGION=KEY" in result.output
+
+
+def test_share_plan_prints_a_diff_and_makes_no_job(sandbox: SandboxInfo) -> None:
+    accounts = new_account_ids(2)
+    with AmiShareClient(sandbox.url, sandbox.token) as client:
+        before = client.list_jobs(limit=500)["items"]
+
+    result = amishare(
+        sandbox, "share", image(sandbox), "--region", REGION, "--to", ",".join(accounts), "--plan"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Targets: 2 to change · 0 unchanged · 0 refused" in result.output
+    assert "kms:PutKeyPolicy" in result.output and "ec2:ModifyImageAttribute" in result.output
+    assert all(f"+ {a}" in result.output for a in accounts)
+    assert "bytes (KMS takes at most 32,768)" in result.output
+    planned = as_json(
+        amishare(
+            sandbox, "share", image(sandbox), "--region", REGION, "--to", accounts[0],
+            "--plan", "--json",
+        )
+    )  # fmt: skip
+    assert [t["outcome"] for t in planned["targets"]] == ["change"]
+    with AmiShareClient(sandbox.url, sandbox.token) as client:
+        assert client.list_jobs(limit=500)["items"] == before
+
+
+def test_a_plan_the_job_would_fail_exits_1_and_says_why(sandbox: SandboxInfo) -> None:
+    result = amishare(
+        sandbox, "share", sandbox.images.aws_managed.image_id, "--region", REGION,
+        "--to", DEMO_ACCOUNTS[0], "--plan",
+    )  # fmt: skip
+
+    assert result.exit_code == 1, result.output
+    assert "The job would fail: AwsManagedKey" in result.output
+
+
+def test_plan_with_wait_is_a_usage_error(sandbox: SandboxInfo) -> None:
+    result = share_and_wait(sandbox, [DEMO_ACCOUNTS[0]], "--plan")
+
+    assert result.exit_code == 2
+    assert "--wait" in result.output
+
+
+def test_policy_prints_the_destination_policy_of_a_job(sandbox: SandboxInfo) -> None:
+    assert share_and_wait(sandbox, new_account_ids(1)).exit_code == 0
+    job = newest_job(sandbox)
+
+    result = amishare(sandbox, "policy", job["id"])
+
+    assert result.exit_code == 0, result.output
+    document = as_json(result)
+    assert document == job["destination_policy"]
+    assert document["Version"] == "2012-10-17"
+    resources = {r for s in document["Statement"] for r in _as_list(s["Resource"])}
+    assert sandbox.images.key.key_arn in resources
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def test_reconcile_shows_what_was_lost_and_repair_gives_it_back(sandbox: SandboxInfo) -> None:
+    lost, kept = new_account_ids(2)
+    assert share_and_wait(sandbox, [lost, kept]).exit_code == 0
+    ec2 = seed.ec2_client(sandbox.aws_endpoint_url, REGION)
+    ec2.modify_image_attribute(
+        ImageId=image(sandbox), LaunchPermission={"Remove": [{"UserId": lost}]}
+    )
+
+    found = amishare(
+        sandbox, "reconcile", image(sandbox), "--region", REGION,
+        "--account", f"{lost},{kept}", "--wait",
+    )  # fmt: skip
+
+    assert found.exit_code == 0, found.output
+    rows = {line.split()[0]: line for line in found.output.splitlines() if line[:12].isdigit()}
+    assert "missing: launch_permission" in rows[lost]
+    assert "in agreement" in rows[kept]
+    repaired = amishare(
+        sandbox, "reconcile", image(sandbox), "--region", REGION, "--account", lost,
+        "--repair", "--wait", "--json",
+    )  # fmt: skip
+    assert repaired.exit_code == 0, repaired.output
+    assert as_json(repaired)["repair"] is True
+    described = ec2.describe_image_attribute(ImageId=image(sandbox), Attribute="launchPermission")
+    assert lost in {p.get("UserId") for p in described["LaunchPermissions"]}

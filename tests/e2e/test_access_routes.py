@@ -387,13 +387,18 @@ async def test_expired_role_credentials_are_assumed_again_and_the_job_goes_on(
 async def test_what_an_undo_cannot_take_back_stays_recorded_for_a_revoke(
     service: Service,
 ) -> None:
-    """Launch permission throttled past the retry budget: the job fails, and taking back what
-    it gave is throttled too. What remains is in the ledger; a revoke takes it all back."""
+    """The launch-permission step throttled past the retry budget (reading what the image
+    has, then changing it): the job fails, and taking back what it gave is throttled too. What
+    remains is in the ledger; a revoke takes it all back."""
     double = service.double
     key = seed.create_customer_key(double.url)
     image = seed.create_encrypted_image(double.url, key.key_id)
     accounts = new_account_ids(2)
-    double.set_faults(throttle_rate=1.0, actions=("ModifyImageAttribute",))
+    double.set_faults(
+        throttle_rate=1.0,
+        throttle_all_calls=True,
+        actions=("DescribeImageAttribute", "ModifyImageAttribute"),
+    )
 
     job = await run_job(service, image_id=image.image_id, account_ids=accounts)
 

@@ -67,6 +67,7 @@ class Target:
     error_message: str | None = None
     note: str | None = None
     copied_image_id: str | None = None
+    drift: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,23 @@ class InMemoryRecorder:
             target.status, target.note = TargetStatus.CANCELLED, note
 
         self._update(principals, cancel)
+
+    async def add_targets(self, principals: Sequence[Principal]) -> None:
+        for principal in principals:
+            self.targets.setdefault(principal, Target(principal))
+
+    async def record_drift(self, principal: Principal, drift: Mapping[str, Any] | None) -> None:
+        def record(target: Target) -> None:
+            target.drift = dict(drift) if drift is not None else None
+
+        self._update([principal], record)
+
+    async def shared_principals(self) -> list[Principal]:
+        return [
+            row.principal
+            for (image, region, _), row in self.ledger.shares.items()
+            if image == self.spec.image_id and region == self.spec.region
+        ]
 
     async def organization_shares(self) -> list[str]:
         return [
@@ -1077,6 +1095,8 @@ class Worker:
         kms_access: KmsAccess = KmsAccess.KEY_POLICY,
         share_snapshots: bool = True,
         verify: bool = False,
+        repair: bool = False,
+        prune: bool = False,
     ) -> InMemoryRecorder:
         spec = JobSpec(
             job_id=f"job-{next(self._job_ids):04d}",
@@ -1088,6 +1108,8 @@ class Worker:
             share_snapshots=share_snapshots,
             verify=verify,
             created_by="ci",
+            repair=repair,
+            prune=prune,
         )
         return InMemoryRecorder(spec, targets, self.ledger)
 
@@ -1107,3 +1129,8 @@ class Worker:
         self, image_id: str, targets: Sequence[Principal], **options: Any
     ) -> InMemoryRecorder:
         return await self.run(self.job(Action.REVOKE, image_id, targets, **options))
+
+    async def reconcile(
+        self, image_id: str, targets: Sequence[Principal] = (), **options: Any
+    ) -> InMemoryRecorder:
+        return await self.run(self.job(Action.RECONCILE, image_id, targets, **options))

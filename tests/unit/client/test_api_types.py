@@ -35,6 +35,14 @@ PAIRS: dict[type, str] = {
     api.KeyAccess: "KeyAccessOut",
     api.Share: "ShareOut",
     api.Event: "EventOut",
+    api.Drift: "Drift",
+    api.PlannedTarget: "PlannedTargetOut",
+    api.KeyPolicyChange: "KeyPolicyChangeOut",
+    api.GrantChange: "GrantChangeOut",
+    api.PermissionChange: "PermissionChangeOut",
+    api.CopyChange: "CopyChangeOut",
+    api.KeptKeyAccess: "KeptKeyAccessOut",
+    api.Plan: "PlanOut",
 }
 PAGES: dict[str, type] = {
     "JobPage": api.Job,
@@ -49,8 +57,9 @@ def schema_text(schema: dict[str, Any]) -> str:
     """A schema as a short type text: `string`, `JobProgress | null`, `array[string]`…"""
     if "$ref" in schema:
         return str(schema["$ref"]).rsplit("/", 1)[1]
-    if "anyOf" in schema:
-        return " | ".join(sorted(schema_text(s) for s in schema["anyOf"]))
+    for union in ("anyOf", "oneOf"):
+        if union in schema:
+            return " | ".join(sorted(schema_text(s) for s in schema[union]))
     kind = schema["type"]
     if kind == "array":
         return f"array[{schema_text(schema['items'])}]"

@@ -10,6 +10,7 @@ import pytest
 from app.domain.codes import JobErrorCode, TargetErrorCode
 from app.domain.types import Action, JobStatus, KmsAccess, Step, TargetStatus
 from app.worker.share import CANCELLED_NOTE, SNAPSHOT_ORG_NOTE, UNDONE_NOTE
+from app.worker.steps import grant_name
 from tests.unit.fakes import (
     LOCKOUT_MESSAGE,
     Worker,
@@ -241,6 +242,27 @@ async def test_a_cancel_between_steps_undoes_what_was_done(worker: Worker) -> No
     assert all(not held for held in worker.source.volume_permissions.values())
     given = [e.detail for e in job.events if e.api.startswith("ec2:")]
     assert {"operation": "add"} not in given  # cancelled before snapshots: none were given
+    assert worker.ledger.shares == {} and worker.ledger.key_access == {}
+
+
+async def test_a_cancel_takes_back_a_grant_an_earlier_attempt_made_and_never_recorded(
+    worker: Worker,
+) -> None:
+    key = worker.source.add_key()
+    image = worker.source.add_image(key)
+    # What a worker killed after CreateGrant and before recording the grant ID leaves: a grant
+    # by our deterministic name that only AWS knows.
+    left = worker.source.add_grant(key, root_arn(A.value), name=grant_name(A.value))
+    job = worker.job(Action.SHARE, image, [A], kms_access=KmsAccess.GRANT)
+    job.cancelled = True  # cancelled while no worker held it; the next attempt finds that
+
+    await worker.run(job)
+
+    assert job.status is JobStatus.CANCELLED
+    assert worker.source.grants[key] == []
+    assert apis(worker) == [("kms:RevokeGrant", key)]
+    [revoked] = job.events
+    assert revoked.detail is not None and revoked.detail["grant_id"] == left
     assert worker.ledger.shares == {} and worker.ledger.key_access == {}
 
 
