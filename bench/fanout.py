@@ -126,9 +126,10 @@ def classify_calls(
 ) -> tuple[Counter[str], Counter[str], int, int]:
     """Calls made in the source account and in the destinations, by API; and the sequential
     round trips on amishare's critical path: the source calls in order, where the calls of one
-    step that run side by side (the CreateGrant calls, every snapshot's and every chunk's
-    permission calls, the launch permission chunks) count once, plus the longest destination
-    chain (AssumeRole, then rounds of DescribeImages with the key checks beside them)."""
+    step that run side by side (the CreateGrant calls, every snapshot's permission reads, every
+    snapshot's and every chunk's permission calls, the launch permission chunks) count once,
+    plus the longest destination chain (AssumeRole, then rounds of DescribeImages with the key
+    checks beside them)."""
     source: Counter[str] = Counter()
     destinations: Counter[str] = Counter()
     chains: Counter[str] = Counter()
@@ -144,7 +145,12 @@ def classify_calls(
             destinations[api] += 1
             if api == "ec2:DescribeImages":
                 chains[request["account"]] += 1
-    side_by_side = ("kms:CreateGrant", "ec2:ModifySnapshotAttribute", "ec2:ModifyImageAttribute")
+    side_by_side = (
+        "kms:CreateGrant",
+        "ec2:DescribeSnapshotAttribute",  # every snapshot's permissions, read at once
+        "ec2:ModifySnapshotAttribute",
+        "ec2:ModifyImageAttribute",
+    )
     sequential = sum(c for api, c in source.items() if api not in side_by_side)
     sequential += sum(1 for api in side_by_side if source[api])
     return source, destinations, sequential + max(chains.values(), default=0), sequential
