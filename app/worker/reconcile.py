@@ -99,14 +99,7 @@ class ReconcileProcedure:
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
         async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
-            steps = SourceSteps(
-                source,
-                self.recorder,
-                self.locks,
-                self.settings.retry_policy,
-                self.settings.target_concurrency,
-                spec.partition,
-            )
+            steps = SourceSteps.for_job(source, self.recorder, self.locks, self.settings, spec)
             found = await inspect_image(steps, spec.image_id, reencrypting=True)
             view = await self._look(steps, found)
             if not targets:  # none named: every principal the ledger or AWS shows

@@ -76,14 +76,8 @@ class RevokeProcedure:
         the image's copy there is all there is)."""
         await self.recorder.start(targets)
         async with source_account(self.gateway, spec, self.settings.retry_policy) as source:
-            steps = SourceSteps(
-                source,
-                self.recorder,
-                self.locks,
-                self.settings.retry_policy,
-                self.settings.target_concurrency,
-                spec.partition,
-                self.plan,
+            steps = SourceSteps.for_job(
+                source, self.recorder, self.locks, self.settings, spec, self.plan
             )
             copies = await self.recorder.source_copies_of(spec.image_id, spec.region)
             images = [] if spec.source_region else [spec]

@@ -61,6 +61,9 @@ class TargetsInFlight:
     live: list[Principal]
     had_it: set[Principal] = field(default_factory=set)
     refused: dict[Principal, Refusal] = field(default_factory=dict)
+    # The ledger's rows as this attempt began (an earlier attempt's included): only what the
+    # ledger recorded and AWS shows counts as given already.
+    recorded: dict[Principal, ShareRecord] = field(default_factory=dict)
 
     def refuse(self, rejected: Rejected, step: Step) -> None:
         for principal, error in rejected.items():
@@ -91,14 +94,8 @@ class ShareProcedure:
         self.plan = plan
 
     def _steps(self, source: SourceAccount, spec: JobSpec) -> SourceSteps:
-        return SourceSteps(
-            source,
-            self.recorder,
-            self.locks,
-            self.settings.retry_policy,
-            self.settings.target_concurrency,
-            spec.partition,
-            self.plan,
+        return SourceSteps.for_job(
+            source, self.recorder, self.locks, self.settings, spec, self.plan
         )
 
     async def run(self, spec: JobSpec, targets: Sequence[Principal]) -> None:
@@ -123,7 +120,7 @@ class ShareProcedure:
             had_it = {
                 p for p, r in before.items() if r.launch_permission and r.job_id != spec.job_id
             }
-            flight = TargetsInFlight(list(targets), had_it)
+            flight = TargetsInFlight(list(targets), had_it, recorded=before)
             if spec.kms_access is KmsAccess.KEY_POLICY:
                 for key_arn in found.key_arns:  # a statement of ours someone changed: stop now
                     await steps.read_grantees(key_arn)
@@ -340,7 +337,8 @@ class ShareProcedure:
             accounts = [p for p in flight.live if p.is_account]
             # Recorded before the call: if it lands and the worker dies, the ledger knows.
             await self._record(accounts, snapshot_ids=found.snapshot_ids)
-            rejected = await steps.add_snapshot_permission(found.snapshot_ids, accounts)
+            had = {p: r.snapshot_ids for p, r in flight.recorded.items()}
+            rejected = await steps.add_snapshot_permission(found.snapshot_ids, accounts, had)
             organizations = [p for p in flight.live if not p.is_account]
             if organizations:
                 await self.recorder.note(organizations, SNAPSHOT_ORG_NOTE)
@@ -348,7 +346,8 @@ class ShareProcedure:
         await self._checkpoint(steps, spec, found, flight)
         await self.recorder.reach(flight.live, Step.LAUNCH_PERMISSION)
         await self._record(flight.live, launch_permission=True)
-        rejected = await steps.add_launch_permission(spec.image_id, flight.live)
+        launchable = {p for p, r in flight.recorded.items() if r.launch_permission}
+        rejected = await steps.add_launch_permission(spec.image_id, flight.live, launchable)
         flight.refuse(rejected, Step.LAUNCH_PERMISSION)
 
     async def _verify(

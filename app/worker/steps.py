@@ -5,7 +5,7 @@ principal that AWS rejects; each change is audited whether it lands or not."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 
 from app.aws.call_errors import AwsCallError, ErrorKind
 from app.aws.gateway import Change, GrantInfo, SourceAccount
+from app.config import Settings
 from app.domain.codes import JobErrorCode, JobFailedError, TargetErrorCode
+from app.domain.job_spec import JobSpec
 from app.domain.key_policy import (
     KEY_POLICY_MAX_BYTES,
     KeyGrantee,
@@ -79,6 +81,27 @@ class SourceSteps:
         self.partition = partition  # of the job's Region: the `arn:<partition>:` of principals
         # Planning (POST /v1/plans): every change is recorded in the plan, none is made.
         self.plan = plan
+
+    @classmethod
+    def for_job(
+        cls,
+        source: SourceAccount,
+        recorder: JobRecorder,
+        locks: KeyLocks,
+        settings: Settings,
+        spec: JobSpec,
+        plan: PlanLog | None = None,
+    ) -> SourceSteps:
+        """The steps of one job in its source account, bounded and retried as settings say."""
+        return cls(
+            source,
+            recorder,
+            locks,
+            settings.retry_policy,
+            settings.target_concurrency,
+            spec.partition,
+            plan,
+        )
 
     def key_lock(self, key_arn: str) -> AbstractAsyncContextManager[None]:
         """Every edit of one key's policy and of its recorded access runs under this lock."""
@@ -243,20 +266,39 @@ class SourceSteps:
 
     # Snapshots: one call per snapshot per 500 accounts (no org/OU form exists).
     async def add_snapshot_permission(
-        self, snapshot_ids: Sequence[str], accounts: Sequence[Principal]
+        self,
+        snapshot_ids: Sequence[str],
+        accounts: Sequence[Principal],
+        recorded: Mapping[Principal, Collection[str]] | None = None,
     ) -> Rejected:
-        return await self._snapshot_permission(snapshot_ids, accounts, adding=True)
+        """createVolumePermission on every snapshot. An account is left out of a snapshot's
+        call only where the ledger `recorded` that snapshot for it and AWS shows it too: EC2
+        is eventually consistent, so AWS's view alone may still show a permission a revoke
+        has just taken away."""
+        if not accounts:
+            return {}
+        given = recorded or {}
+
+        async def lacking(snapshot_id: str) -> list[Principal]:
+            holders = await self.read(partial(self.source.snapshot_permissions, snapshot_id))
+            return [
+                p for p in accounts if not (p.value in holders and snapshot_id in given.get(p, ()))
+            ]
+
+        todo = await asyncio.gather(*(lacking(s) for s in snapshot_ids))
+        return await self._snapshot_permission(dict(zip(snapshot_ids, todo, strict=True)), True)
 
     async def remove_snapshot_permission(
         self, snapshot_ids: Sequence[str], accounts: Sequence[Principal]
     ) -> Rejected:
-        return await self._snapshot_permission(snapshot_ids, accounts, adding=False)
+        """Sent for every account asked, whatever AWS shows now (removing what is not there
+        changes nothing; a view that lags a share just made must not leave it in place)."""
+        return await self._snapshot_permission({s: list(accounts) for s in snapshot_ids}, False)
 
     async def _snapshot_permission(
-        self, snapshot_ids: Sequence[str], accounts: Sequence[Principal], *, adding: bool
+        self, accounts_of: Mapping[str, Sequence[Principal]], adding: bool
     ) -> Rejected:
-        """Every snapshot and every chunk of 500 accounts at once: they are independent. Only
-        what differs from the snapshot's permissions now is sent."""
+        """Every snapshot and every chunk of 500 accounts at once: they are independent."""
         modify = (
             self.source.add_snapshot_permission
             if adding
@@ -273,28 +315,33 @@ class SourceSteps:
                 removing=not adding,
             )
 
-        async def differ(snapshot_id: str) -> list[Principal]:
-            holders = await self.read(partial(self.source.snapshot_permissions, snapshot_id))
-            return [p for p in accounts if (p.value in holders) != adding]
-
-        if not accounts:
-            return {}
-        pending = await asyncio.gather(*(differ(s) for s in snapshot_ids))
         return await _all_settled(
             self.isolate(chunk, partial(apply, snapshot_id))
-            for snapshot_id, todo in zip(snapshot_ids, pending, strict=True)
-            for chunk in chunked(todo, SNAPSHOT_BATCH)
+            for snapshot_id, accounts in accounts_of.items()
+            for chunk in chunked(accounts, SNAPSHOT_BATCH)
         )
 
     # Launch permission: one call per 500 principals.
     async def add_launch_permission(
-        self, image_id: str, principals: Sequence[Principal]
+        self,
+        image_id: str,
+        principals: Sequence[Principal],
+        recorded: Collection[Principal] = (),
     ) -> Rejected:
-        return await self._launch_permission(image_id, principals, adding=True)
+        """A principal is left out only where the ledger `recorded` its launch permission and
+        AWS shows it too (see add_snapshot_permission)."""
+        if not principals:
+            return {}
+        present = {
+            p.value for p in await self.read(lambda: self.source.launch_permissions(image_id))
+        }
+        todo = [p for p in principals if not (p.value in present and p in recorded)]
+        return await self._launch_permission(image_id, todo, adding=True)
 
     async def remove_launch_permission(
         self, image_id: str, principals: Sequence[Principal]
     ) -> Rejected:
+        """Sent for every principal asked, whatever AWS shows now (as for snapshots)."""
         return await self._launch_permission(image_id, principals, adding=False)
 
     async def _launch_permission(
@@ -313,16 +360,9 @@ class SourceSteps:
                 removing=not adding,
             )
 
-        if not principals:
-            return {}
-        # Only what differs from the launch permissions now is sent.
-        present = {
-            p.value for p in await self.read(lambda: self.source.launch_permissions(image_id))
-        }
-        todo = [p for p in principals if (p.value in present) != adding]
         # Chunks side by side: each adds (or removes) its own principals.
         return await _all_settled(
-            self.isolate(chunk, apply) for chunk in chunked(todo, LAUNCH_PERMISSION_BATCH)
+            self.isolate(chunk, apply) for chunk in chunked(principals, LAUNCH_PERMISSION_BATCH)
         )
 
     # The mechanics every step shares.

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from app.domain.codes import JobErrorCode, TargetErrorCode
+from app.domain.principals import Principal
 from app.domain.types import Action, JobStatus, KmsAccess, Step, TargetStatus
 from app.worker.revoke import KEYS_LEFT_NOTE, NEVER_SHARED_NOTE
 from tests.unit.fakes import Worker, account, root_arn
@@ -241,3 +242,32 @@ async def test_a_statement_with_our_sid_in_another_shape_fails_the_revoke_before
     assert len(worker.aws.changes()) == changes
     assert source.launch_accounts(image) == {A.value}
     assert source.policy(key) == policy
+
+
+async def test_a_revoke_takes_back_what_the_ledger_records_though_a_lagging_view_lacks_it(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Just after a share, DescribeImageAttribute may not show the account yet: the ledger does,
+    and the removal is sent whatever AWS shows."""
+    source = worker.source
+    key = source.add_key()
+    image = source.add_image(key)
+    (snapshot,) = source.images[image].snapshot_ids
+    await worker.share(image, [A, B])
+
+    async def lagging_launch(image_id: str) -> list[Principal]:
+        return [B]
+
+    async def lagging_snapshot(snapshot_id: str) -> set[str]:
+        return {B.value}
+
+    monkeypatch.setattr(source, "launch_permissions", lagging_launch)
+    monkeypatch.setattr(source, "snapshot_permissions", lagging_snapshot)
+
+    job = await worker.revoke(image, [A])
+
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.target(A).note != NEVER_SHARED_NOTE
+    assert source.launch[image] == [B]
+    assert source.volume_permissions[snapshot] == {B.value}
+    assert A.value not in source.policy_grantees(key)
