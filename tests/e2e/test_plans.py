@@ -325,26 +325,17 @@ async def test_a_plan_shows_a_destination_the_guardrail_refuses_as_refused(
     image = seed.create_encrypted_image(service.double.url, key.key_id)
     allowed, refused = new_account_ids(2)
 
+    body = {
+        "action": "share",
+        "image_id": image.image_id,
+        "region": REGION,
+        "account_ids": [allowed, refused],
+    }
+
     async with other_app(service, allowed_destinations=[allowed]) as client:
         client.headers.update(bearer(WRITER_TOKEN))
-        answer = await client.post(
-            "/v1/plans",
-            json={
-                "action": "share",
-                "image_id": image.image_id,
-                "region": REGION,
-                "account_ids": [allowed, refused],
-            },
-        )
-        as_job = await client.post(
-            "/v1/jobs",
-            json={
-                "action": "share",
-                "image_id": image.image_id,
-                "region": REGION,
-                "account_ids": [allowed, refused],
-            },
-        )
+        answer = await client.post("/v1/plans", json=body)
+        as_job = await client.post("/v1/jobs", json=body)
 
     assert answer.status_code == 200, answer.text
     result = answer.json()
