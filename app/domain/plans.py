@@ -18,7 +18,7 @@ class PlannedChange:
     policy_bytes_before: int | None = None
     policy_bytes_after: int | None = None
     account: str | None = None  # CopyImage: the account that copies
-    region: str | None = None  # CopyImage: the Region it copies into
+    region: str | None = None  # where it is made (set by the planner, or by CopyImage itself)
 
     @property
     def principals(self) -> list[str]:
@@ -54,7 +54,7 @@ class PlanLog:
                 change.api,
                 change.resource,
                 change.account,
-            ) and change.api not in ("PutKeyPolicy",):
+            ) and change.api != "PutKeyPolicy":
                 known.added += [p for p in change.added if p not in known.added]
                 known.removed += [p for p in change.removed if p not in known.removed]
                 return

@@ -245,8 +245,8 @@ class JobService:
         refused: dict[str, list[int]] = {}
         requeued: list[int] = []
         for target in failed:
-            action = Action.SHARE if job.repair else Action(job.action)  # a repair gives
-            reason = self._destination_refusal(_principal(target), requester, action)
+            giving = _gives(Action(job.action), job.repair)
+            reason = self._destination_refusal(_principal(target), requester, giving)
             if reason is None:
                 requeued.append(target.position)
             else:
@@ -418,11 +418,11 @@ class JobService:
         return None
 
     def _destination_refusal(
-        self, principal: Principal, requester: Requester, action: Action
+        self, principal: Principal, requester: Requester, giving: bool
     ) -> str | None:
         """Why this destination is not allowed (None: it is). The service's list guards what
         is given: taking access back from a destination it no longer allows is always fine."""
-        if action is Action.SHARE and not self.settings.allowed_destinations.allows(principal):
+        if giving and not self.settings.allowed_destinations.allows(principal):
             return "not among this service's allowed destinations"
         if not requester.destinations.allows(principal):
             return "not among this token's allowed destinations"
@@ -441,6 +441,7 @@ class JobService:
         guardrail refuses is put there instead of being an error."""
         principals: list[Principal] = []
         seen: set[str] = set()
+        giving = _gives(request.action, request.repair)
         groups = [
             ("account_ids", request.account_ids, PrincipalType.ACCOUNT),
             ("organization_arns", request.organization_arns, PrincipalType.ORGANIZATION),
@@ -454,11 +455,7 @@ class JobService:
             for index, value in enumerate(values):
                 where = f"{field}[{index}]"
                 principal = Principal(value, kind)
-                # A reconcile gives access only when it repairs: then it is guarded as a share.
-                giving = request.action is Action.SHARE or request.repair
-                refusal = self._destination_refusal(
-                    principal, requester, Action.SHARE if giving else Action.REVOKE
-                )
+                refusal = self._destination_refusal(principal, requester, giving)
                 if kind is PrincipalType.ACCOUNT and value == source_account_id:
                     errors.append(FieldError(where, "the source account cannot be a destination"))
                 elif refusal is not None and refused is not None:
@@ -485,6 +482,12 @@ class JobService:
         if errors:
             raise InvalidRequestError("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
         return principals
+
+
+def _gives(action: Action, repair: bool) -> bool:
+    """Whether the job gives access, and so is guarded by the service's destination list: a
+    share, or a reconcile that repairs."""
+    return action is Action.SHARE or repair
 
 
 def _reconcile_errors(request: NewJob, planning: bool) -> list[FieldError]:

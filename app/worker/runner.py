@@ -268,15 +268,19 @@ class Worker:
                 "database while running it); it was stopped. Retry it after checking the logs.",
             )
         async with self.sessions() as session:
-            rows = await JobTargets(session, job.id, self.worker_id).unfinished()
-            counted = sum((await JobTargets(session, job.id, self.worker_id).counts()).values())
+            job_targets = JobTargets(session, job.id, self.worker_id)
+            rows = await job_targets.unfinished()
+            # A reconcile that named no targets (none at all, not just none left) finds them.
+            discovering = (
+                not rows and spec.action is Action.RECONCILE and not await job_targets.counts()
+            )
         targets: dict[str, list[Principal]] = {}
         for row in rows:
             targets.setdefault(row.region, []).append(
                 principal_of(row.principal, row.principal_type)
             )
-        if not counted and spec.action is Action.RECONCILE:
-            targets = {spec.region: []}  # no targets named: the reconcile finds them
+        if discovering:
+            targets = {spec.region: []}
         if not targets:
             return None
         recorder = SqlJobRecorder(self.sessions, spec, self.worker_id)
